@@ -1,0 +1,3 @@
+from drs_report.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,452 @@
+"""Judge each job's health from its reading and its history.
+
+Health, worst first: CRITICAL > WARNING > UNKNOWN > OK (the Nagios order DBAs know: a job we
+could not read is less alarming than one we know is failing or lagging).
+
+Reasons are codes with parameters; the words come from the message catalogue
+(drs_report/locales/*.json), never from here:
+
+    job:        failed, paused, deleted, delay_critical, delay_warning, stalled,
+                api_error, fetch_failed, missing, skipped
+    comparison: inconsistent_rows, compare_not_found, compare_stalled, compare_failed
+
+A problem's key ("<job_id>:<code>" or "<job_id>/<compare_job_id>:<code>") is stable across
+runs, so "what changed" and alert mode compare keys, not sentences.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from drs_report.config import JobConfig, Settings, Thresholds
+from drs_report.models import CompareReading, FetchErrorKind, JobReading, Snapshot
+
+REPORT_SCHEMA_VERSION = 1
+RUNNING_STATES = frozenset({"FULL_TRANSFER_STARTED", "INCRE_TRANSFER_STARTED"})
+TREND_POINTS = 24
+
+
+class Health(str, enum.Enum):
+    CRITICAL = "CRITICAL"
+    WARNING = "WARNING"
+    UNKNOWN = "UNKNOWN"
+    OK = "OK"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Health.CRITICAL: 3, Health.WARNING: 2, Health.UNKNOWN: 1, Health.OK: 0}
+
+
+def worst(healths: Sequence[Health]) -> Health:
+    return max(healths, key=lambda h: h.severity, default=Health.OK)
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    health: Health
+    code: str
+    job_id: str
+    compare_job_id: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    job_name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "health": self.health.value, "code": self.code,
+                "job_id": self.job_id, "compare_job_id": self.compare_job_id,
+                "job_name": self.job_name, "params": self.params}
+
+
+@dataclass
+class CompareStatus:
+    compare_job_id: str
+    health: Health
+    reasons: list[Problem]
+    progress: float | None = None
+    recheck_entities: int | None = None
+    delay: float | None = None
+    src_speed: str | None = None
+    log_point: str | None = None
+    not_found: bool = False
+    error: str | None = None
+
+
+@dataclass
+class TrendPoint:
+    at: datetime
+    progress: float | None
+    delay: float | None
+
+
+@dataclass
+class JobStatus:
+    job_id: str
+    name: str | None
+    health: Health
+    reasons: list[Problem]
+    transfer_status: str | None = None
+    task_mode: str | None = None
+    progress: float | None = None
+    delay: float | None = None
+    remaining_time: int | None = None  # the service's estimate, seconds
+    eta_seconds: float | None = None  # ours, from the rate of progress over the history
+    apply_rows_rate: int | None = None
+    comparisons: list[CompareStatus] = field(default_factory=list)
+    trend: list[TrendPoint] = field(default_factory=list)
+    state_changed_from: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.job_id
+
+
+@dataclass
+class Changes:
+    new: list[Problem] = field(default_factory=list)
+    resolved: list[dict[str, Any]] = field(default_factory=list)  # {key, code, job_name}
+    state_changes: list[dict[str, Any]] = field(default_factory=list)
+    first_report: bool = True
+
+
+@dataclass
+class Report:
+    generated_at: datetime
+    language: str
+    title: str | None
+    partial: bool
+    jobs: list[JobStatus]
+    problems: list[Problem]
+    changes: Changes
+    errors: list[str]
+    trend_hours: float = 24.0
+
+    def counts(self) -> dict[str, int]:
+        counts = {h.value: 0 for h in (Health.CRITICAL, Health.WARNING, Health.UNKNOWN,
+                                        Health.OK)}
+        for job in self.jobs:
+            counts[job.health.value] += 1
+        return counts
+
+    def problem_map(self) -> dict[str, str]:
+        return {p.key: p.health.value for p in self.problems}
+
+    @property
+    def problem_jobs(self) -> list[JobStatus]:
+        return [j for j in self.jobs if j.health is not Health.OK]
+
+    @property
+    def healthy_jobs(self) -> list[JobStatus]:
+        return [j for j in self.jobs if j.health is Health.OK]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "generated_at": self.generated_at.isoformat(),
+            "language": self.language,
+            "title": self.title,
+            "partial": self.partial,
+            "counts": self.counts(),
+            "jobs": [_job_json(j) for j in self.jobs],
+            "problems": [p.to_json() for p in self.problems],
+            "changes": {
+                "first_report": self.changes.first_report,
+                "new": [p.key for p in self.changes.new],
+                "resolved": self.changes.resolved,
+                "state_changes": self.changes.state_changes,
+            },
+            "errors": self.errors,
+        }
+
+
+@dataclass
+class ProblemChanges:
+    """What an alert says: problems new, worse, gone, or still critical and due a reminder."""
+
+    new: list[Problem] = field(default_factory=list)
+    escalated: list[Problem] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    reminder: list[Problem] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.new or self.escalated or self.resolved or self.reminder)
+
+
+def diff_problems(previous: Mapping[str, str] | None, report: Report) -> ProblemChanges:
+    """Compare the problems of `report` with a previous key -> health map."""
+    before = dict(previous or {})
+    changes = ProblemChanges()
+    for problem in report.problems:
+        old = before.get(problem.key)
+        if old is None:
+            changes.new.append(problem)
+        elif Health(old).severity < problem.health.severity:
+            changes.escalated.append(problem)
+    current = report.problem_map()
+    changes.resolved = sorted(k for k in before if k not in current)
+    return changes
+
+
+# -- analysis ------------------------------------------------------------------------------
+
+
+def analyse(
+    snapshot: Snapshot,
+    history: Mapping[str, Sequence[tuple[datetime, JobReading]]],
+    previous: Mapping[str, Any] | None,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> Report:
+    configured = {j.id: j for j in settings.jobs}
+    jobs: list[JobStatus] = []
+    for reading in snapshot.jobs:
+        config = configured.get(reading.job_id)
+        thresholds = config.thresholds if config else settings.thresholds
+        past = _with_current(history.get(reading.job_id, ()), snapshot.taken_at, reading)
+        jobs.append(_judge_job(reading, config, thresholds, past, now))
+    jobs.sort(key=lambda j: (-j.health.severity, j.label.lower()))
+    problems = sorted((p for j in jobs for p in j.reasons if p.health is not Health.OK),
+                      key=lambda p: (-p.health.severity, (p.job_name or p.job_id).lower(), p.key))
+    changes = _changes(previous, jobs, problems)
+    return Report(
+        generated_at=now, language=settings.drs.language, title=settings.report.title,
+        partial=snapshot.partial, jobs=jobs, problems=problems, changes=changes,
+        errors=list(snapshot.errors), trend_hours=settings.report.trend_hours,
+    )
+
+
+def _with_current(past: Sequence[tuple[datetime, JobReading]], taken_at: datetime,
+                  reading: JobReading) -> list[tuple[datetime, JobReading]]:
+    """The history with the current reading last (the store usually has it already)."""
+    points = [p for p in past if p[0] != taken_at]
+    points.append((taken_at, reading))
+    points.sort(key=lambda p: p[0])
+    return points
+
+
+def _problem(job: JobReading, code: str, health: Health, compare_id: str | None = None,
+             **params: Any) -> Problem:
+    subject = f"{job.job_id}/{compare_id}" if compare_id else job.job_id
+    return Problem(key=f"{subject}:{code}", health=health, code=code, job_id=job.job_id,
+                   compare_job_id=compare_id, params=params, job_name=job.name)
+
+
+def _judge_job(reading: JobReading, config: JobConfig | None, thresholds: Thresholds,
+               past: list[tuple[datetime, JobReading]], now: datetime) -> JobStatus:
+    reasons: list[Problem] = []
+    p = reading.progress
+    status = JobStatus(job_id=reading.job_id, name=reading.name or (config.name if config
+                                                                    else None),
+                       health=Health.OK, reasons=reasons)
+    if p is not None:
+        status.transfer_status = p.transfer_status
+        status.task_mode = p.task_mode
+        status.progress = p.progress
+        status.delay = p.delay_seconds if p.transfer_status == "INCRE_TRANSFER_STARTED" else None
+        status.remaining_time = p.remaining_time
+        status.apply_rows_rate = p.apply_rows_rate if (p.apply_rows_rate or 0) >= 0 else None
+    error = reading.error
+    if error is not None:
+        if error.kind is FetchErrorKind.MISSING:
+            reasons.append(_problem(reading, "missing", Health.UNKNOWN))
+        elif error.kind is FetchErrorKind.SKIPPED:
+            reasons.append(_problem(reading, "skipped", Health.UNKNOWN))
+        elif error.kind is FetchErrorKind.API_ERROR:
+            reasons.append(_problem(reading, "api_error", Health.UNKNOWN,
+                                    error_code=error.error_code or "", error_msg=error.message))
+        else:
+            reasons.append(_problem(reading, "fetch_failed", Health.UNKNOWN,
+                                    kind=error.kind.value, message=error.message))
+    state = p.transfer_status if p else None
+    if state:
+        if state.endswith("_FAILED"):
+            reasons.append(_problem(reading, "failed", Health.CRITICAL, state=state,
+                                    error_code=p.error_code if p else None,
+                                    error_msg=p.error_msg if p else None))
+        elif state == "PAUSING":
+            reasons.append(_problem(reading, "paused", Health.WARNING, state=state))
+        elif state == "DELETED":
+            reasons.append(_problem(reading, "deleted", Health.WARNING, state=state))
+    if state == "INCRE_TRANSFER_STARTED" and status.delay is not None:
+        if status.delay >= thresholds.delay_crit_seconds:
+            reasons.append(_problem(reading, "delay_critical", Health.CRITICAL,
+                                    delay=status.delay,
+                                    threshold=thresholds.delay_crit_seconds))
+        elif status.delay >= thresholds.delay_warn_seconds:
+            reasons.append(_problem(reading, "delay_warning", Health.WARNING, delay=status.delay,
+                                    threshold=thresholds.delay_warn_seconds))
+    if state in RUNNING_STATES:
+        stalled_for = _stalled_seconds(past, now)
+        if stalled_for is not None and stalled_for >= thresholds.stall_minutes * 60:
+            reasons.append(_problem(reading, "stalled", Health.CRITICAL,
+                                    minutes=round(stalled_for / 60), progress=status.progress))
+        status.eta_seconds = _eta(past)
+    for comp in reading.comparisons:
+        status.comparisons.append(_judge_comparison(reading, comp, past, thresholds, now,
+                                                    state in RUNNING_STATES))
+        reasons.extend(r for r in status.comparisons[-1].reasons)
+    status.trend = _trend(past)
+    status.health = worst([r.health for r in reasons])
+    return status
+
+
+def _stalled_seconds(past: list[tuple[datetime, JobReading]], now: datetime) -> float | None:
+    """How long the job's progress marker has not moved, judged from the stored readings.
+
+    In the full phase the marker is `progress`; in the incremental phase it is the
+    service's own `process_time` (the time of its last progress update).
+    """
+    def marker(reading: JobReading) -> tuple[Any, ...] | None:
+        p = reading.progress
+        if p is None or p.transfer_status not in RUNNING_STATES:
+            return None
+        if p.transfer_status == "FULL_TRANSFER_STARTED":
+            return (p.transfer_status, p.progress)
+        return (p.transfer_status, p.process_time) if p.process_time is not None else None
+
+    if not past:
+        return None
+    current = marker(past[-1][1])
+    if current is None:
+        return None
+    since = past[-1][0]
+    for taken_at, reading in reversed(past[:-1]):
+        if marker(reading) != current:
+            break
+        since = taken_at
+    return (past[-1][0] - since).total_seconds() if since < past[-1][0] else None
+
+
+def _eta(past: list[tuple[datetime, JobReading]]) -> float | None:
+    """Seconds to 100% at the rate progress rose over the history window (full phase)."""
+    points = [(t, r.progress.progress) for t, r in past
+              if r.progress is not None and r.progress.progress is not None
+              and r.progress.transfer_status == "FULL_TRANSFER_STARTED"]
+    if len(points) < 2:
+        return None
+    (t0, p0), (t1, p1) = points[0], points[-1]
+    elapsed = (t1 - t0).total_seconds()
+    if elapsed <= 0 or p1 is None or p0 is None or p1 <= p0:
+        return None
+    rate = (p1 - p0) / elapsed
+    return max(0.0, (100.0 - p1) / rate)
+
+
+def _trend(past: list[tuple[datetime, JobReading]]) -> list[TrendPoint]:
+    points = [TrendPoint(t, r.progress.progress if r.progress else None,
+                         r.progress.delay_seconds if r.progress else None) for t, r in past]
+    if len(points) <= TREND_POINTS:
+        return points
+    step = len(points) / TREND_POINTS
+    return [points[int(i * step)] for i in range(TREND_POINTS - 1)] + [points[-1]]
+
+
+def _judge_comparison(job: JobReading, comp: CompareReading,
+                      past: list[tuple[datetime, JobReading]], thresholds: Thresholds,
+                      now: datetime, job_running: bool) -> CompareStatus:
+    reasons: list[Problem] = []
+    status = CompareStatus(compare_job_id=comp.compare_job_id, health=Health.OK,
+                           reasons=reasons)
+    if comp.error is not None:
+        if comp.error.kind is FetchErrorKind.NOT_FOUND:
+            status.not_found = True
+            reasons.append(_problem(job, "compare_not_found", Health.WARNING,
+                                    comp.compare_job_id))
+        else:
+            status.error = comp.error.message
+            reasons.append(_problem(job, "compare_failed", Health.UNKNOWN, comp.compare_job_id,
+                                    kind=comp.error.kind.value, message=comp.error.message))
+    progress = comp.progress
+    if progress is not None:
+        full, incre = progress.full_info, progress.incre_info
+        status.progress = full.progress if full else None
+        status.recheck_entities = progress.recheck_entities
+        status.delay = incre.delay if incre else None
+        status.log_point = incre.log_point if incre else None
+        status.src_speed = (incre.src_speed if incre else None) or (full.src_speed if full
+                                                                    else None)
+        if (status.recheck_entities or 0) > 0:
+            reasons.append(_problem(job, "inconsistent_rows", Health.WARNING,
+                                    comp.compare_job_id, rows=status.recheck_entities))
+        if job_running and status.log_point:
+            stalled = _log_point_stalled(past, comp.compare_job_id, status.log_point)
+            if stalled is not None and stalled >= thresholds.stall_minutes * 60:
+                reasons.append(_problem(job, "compare_stalled", Health.WARNING,
+                                        comp.compare_job_id, minutes=round(stalled / 60),
+                                        log_point=status.log_point))
+    status.health = worst([r.health for r in reasons])
+    return status
+
+
+def _log_point_stalled(past: list[tuple[datetime, JobReading]], compare_id: str,
+                       log_point: str) -> float | None:
+    since = None
+    for taken_at, reading in reversed(past):
+        points = [c.progress.incre_info.log_point for c in reading.comparisons
+                  if c.compare_job_id == compare_id and c.progress is not None
+                  and c.progress.incre_info is not None]
+        if not points or points[0] != log_point:
+            break
+        since = taken_at
+    if since is None or not past:
+        return None
+    return (past[-1][0] - since).total_seconds()
+
+
+def _changes(previous: Mapping[str, Any] | None, jobs: list[JobStatus],
+             problems: list[Problem]) -> Changes:
+    if not previous:
+        return Changes(first_report=True)
+    old_problems = {p.get("key"): p for p in previous.get("problems", [])
+                    if isinstance(p, dict)}
+    old_jobs = {j.get("job_id"): j for j in previous.get("jobs", []) if isinstance(j, dict)}
+    current_keys = {p.key for p in problems}
+    changes = Changes(first_report=False)
+    changes.new = [p for p in problems if p.key not in old_problems]
+    changes.resolved = [
+        {"key": key, "code": old.get("code"), "job_id": old.get("job_id"),
+         "job_name": old.get("job_name")}
+        for key, old in old_problems.items() if key not in current_keys
+    ]
+    for job in jobs:
+        before = old_jobs.get(job.job_id)
+        if before and before.get("transfer_status") != job.transfer_status:
+            job.state_changed_from = before.get("transfer_status")
+            changes.state_changes.append({"job_id": job.job_id, "name": job.name,
+                                          "from": before.get("transfer_status"),
+                                          "to": job.transfer_status})
+    return changes
+
+
+def _job_json(job: JobStatus) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "name": job.name,
+        "health": job.health.value,
+        "reasons": [{"code": r.code, "health": r.health.value, "key": r.key,
+                     "compare_job_id": r.compare_job_id, "params": r.params}
+                    for r in job.reasons],
+        "transfer_status": job.transfer_status,
+        "task_mode": job.task_mode,
+        "progress": job.progress,
+        "incre_trans_delay": job.delay,
+        "remaining_time": job.remaining_time,
+        "eta_seconds": None if job.eta_seconds is None else round(job.eta_seconds),
+        "apply_rows_rate": job.apply_rows_rate,
+        "comparisons": [
+            {"compare_job_id": c.compare_job_id, "health": c.health.value,
+             "progress": c.progress, "recheck_entities": c.recheck_entities,
+             "delay": c.delay, "log_point": c.log_point, "not_found": c.not_found,
+             "error": c.error}
+            for c in job.comparisons
+        ],
+        "trend": [{"at": t.at.isoformat(), "progress": t.progress, "delay": t.delay}
+                  for t in job.trend],
+    }

@@ -1,0 +1,56 @@
+"""Generic webhook: POSTs report.json, optionally signed.
+
+With a `secret`, two headers go along:
+    X-DRS-Report-Timestamp: <unix seconds>
+    X-DRS-Report-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
+A receiver recomputes the HMAC over the exact body bytes and rejects old timestamps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any, ClassVar
+
+from drs_report.channels.base import Channel, reveal
+from drs_report.delivery import Message
+
+SIGNATURE_HEADER = "X-DRS-Report-Signature"
+TIMESTAMP_HEADER = "X-DRS-Report-Timestamp"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"sha256={digest.hexdigest()}"
+
+
+class WebhookChannel(Channel):
+    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
+        "url": ("url", True, None),
+        "secret": ("secret", False, None),
+        "timeout": ("float", False, 10.0),
+        "language": ("str", False, None),
+    }
+
+    def payload_bytes(self, message: Message) -> bytes:
+        data = message.report.to_json()
+        data["kind"] = message.kind
+        if message.changes is not None:
+            data["alert"] = {
+                "new": [p.key for p in message.changes.new],
+                "escalated": [p.key for p in message.changes.escalated],
+                "resolved": list(message.changes.resolved),
+                "reminder": [p.key for p in message.changes.reminder],
+            }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def send(self, message: Message) -> None:
+        body = self.payload_bytes(message)
+        headers = {}
+        secret = self.options.get("secret")
+        if secret is not None:
+            ts = int(time.time())
+            headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(reveal(secret), ts, body)}
+        self.post(reveal(self.options["url"]), body, headers=headers)

@@ -1,0 +1,519 @@
+"""The DRS API client: batch progress, comparison progress and discovery, concurrently.
+
+One pooled `requests.Session`, one signer, one bounded thread pool shared by every call, so
+comparison requests run beside the batch requests instead of after them. Every request is
+signed afresh (X-Sdk-Date) on every try. 429 (APIG.0308), 5xx, connection errors, timeouts
+and malformed answers are retried with exponential backoff and jitter — POST included —
+honouring Retry-After; other 4xx are not. A request that fails for good becomes a
+FetchError on the jobs or comparison it covered; nothing here aborts the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from drs_report import logs
+from drs_report.config import DiscoveryConfig, DrsConfig, JobConfig
+from drs_report.models import (
+    CompareReading,
+    FetchError,
+    FetchErrorKind,
+    JobReading,
+    Snapshot,
+)
+from drs_report.parsing import error_fields, parse_compare_progress, parse_job_progress
+from drs_report.secrets import Credentials
+from drs_report.signing import RequestSigner
+from drs_report.throttle import AdaptiveLimiter
+
+if TYPE_CHECKING:
+    import requests
+
+log = logs.get_logger("client")
+
+MAX_ANSWER_BYTES = 10 << 20  # progress answers are kilobytes; anything this big is broken
+PAGE_SIZE = 100
+NOT_FOUND_CODE = "DRS.10000010"
+THROTTLED_CODE = "APIG.0308"
+# Comparisons in these states have no progress to ask for.
+_IDLE_COMPARE_STATES = frozenset({"CANCELLED", "FAILED", "TIMEOUT_INTERRUPT"})
+
+
+class RequestFailed(Exception):
+    def __init__(self, error: FetchError) -> None:
+        self.error = error
+        super().__init__(error.message)
+
+
+@dataclass
+class _Target:
+    job_id: str
+    name: str | None
+    compare_jobs: tuple[str, ...]
+    auto_compare: bool
+
+
+class DrsClient:
+    def __init__(
+        self,
+        drs: DrsConfig,
+        credentials: Credentials,
+        *,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._drs = drs
+        self._signer = RequestSigner(credentials, drs.project_id)
+        self._own_session = session is None
+        self._session = session if session is not None else self._new_session()
+        self._limiter = AdaptiveLimiter(drs.requests_per_second)
+        self._count_lock = threading.Lock()
+        self._requests = 0
+        self._random = random.Random()
+        self._headers = {"Content-Type": "application/json", "X-Language": drs.language}
+        self._pool_cache: dict[str, Any] = {}
+        if not drs.verify_tls:
+            import urllib3
+
+            # Said once here, not once per request by urllib3.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            log.warning("TLS verification is OFF for %s (drs.verify_tls = false): answers "
+                        "could be forged by anyone on the path", drs.endpoint)
+
+    def _new_session(self) -> requests.Session:
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        session = requests.Session()
+        # Retries are ours (urllib3's default never retries POST); the pool fits the workers.
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self._drs.max_workers,
+                              max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.verify = self._drs.ca_bundle or self._drs.verify_tls
+        session.trust_env = False  # proxies from the environment would bypass endpoint config
+        return session
+
+    def close(self) -> None:
+        if self._own_session:
+            self._session.close()
+
+    def __enter__(self) -> DrsClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- one request, with retries -----------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, Any]] = (),
+        body: Any = None,
+        deadline: float | None = None,
+    ) -> Any:
+        """The decoded JSON answer of one API call, retried as the module says."""
+        import urllib3
+
+        url = self._drs.endpoint + path
+        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        full_url = url + ("?" + urlencode(list(query), quote_via=quote) if query else "")
+        attempt = 0
+        throttled = 0
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RequestFailed(FetchError(FetchErrorKind.SKIPPED,
+                                               "not fetched: the run's time budget ran out"))
+            if not self._limiter.acquire(deadline):
+                raise RequestFailed(FetchError(FetchErrorKind.SKIPPED,
+                                               "not fetched: the run's time budget ran out"))
+            headers = self._signer.sign(method, url, headers=self._headers, query=query,
+                                        body=payload)
+            timeout: tuple[float, float] = (self._drs.connect_timeout, self._drs.read_timeout)
+            if deadline is not None:
+                left = max(0.05, deadline - time.monotonic())
+                timeout = (min(timeout[0], left), min(timeout[1], left))
+            with self._count_lock:
+                self._requests += 1
+            failure: FetchError
+            retry_after: float | None = None
+            started = time.monotonic()
+            try:
+                status, response_headers, content = self._send(method, full_url, payload,
+                                                               headers, timeout)
+            except RequestFailed as e:
+                failure = e.error
+                status = 0
+            except urllib3.exceptions.TimeoutError:
+                failure = FetchError(FetchErrorKind.NETWORK,
+                                     f"no answer within {timeout[1]:g}s (read timeout)")
+                status = 0
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                failure = FetchError(FetchErrorKind.NETWORK,
+                                     f"connection failed: {_short(type(e).__name__)}")
+                status = 0
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s -> %s in %.0f ms", method, path, status or "no answer",
+                          (time.monotonic() - started) * 1000)
+            if status:
+                data, decode_error = _decode(content)
+                if 200 <= status < 300 and decode_error is None:
+                    self._limiter.on_success()
+                    return data
+                code, msg = error_fields(data)
+                if status == 429:
+                    retry_after = _retry_after(response_headers.get("Retry-After"))
+                    self._limiter.on_throttle(retry_after)
+                    failure = FetchError(FetchErrorKind.HTTP_ERROR,
+                                         f"throttled: HTTP 429 {code or THROTTLED_CODE}",
+                                         status=429, error_code=code or THROTTLED_CODE)
+                elif status in (401, 403):
+                    raise RequestFailed(FetchError(
+                        FetchErrorKind.AUTH,
+                        f"authentication refused: HTTP {status} {code or ''} {msg or ''}"
+                        .strip() + "; check HUAWEICLOUD_SDK_AK/SK, the security token, and "
+                        "that this machine's clock is right (X-Sdk-Date must be within "
+                        "15 minutes)", status=status, error_code=code))
+                elif 200 <= status < 300:
+                    failure = FetchError(FetchErrorKind.MALFORMED,
+                                         f"answer is not the documented JSON: {decode_error}",
+                                         status=status)
+                elif status >= 500:
+                    detail = code or (decode_error and "non-JSON body") or ""
+                    failure = FetchError(FetchErrorKind.HTTP_ERROR,
+                                         f"server error: HTTP {status} {detail}".strip(),
+                                         status=status, error_code=code)
+                else:
+                    raise RequestFailed(FetchError(
+                        FetchErrorKind.NOT_FOUND if code == NOT_FOUND_CODE
+                        else FetchErrorKind.HTTP_ERROR,
+                        f"HTTP {status} {code or ''}: {msg or 'no error message'}",
+                        status=status, error_code=code))
+            # A transient failure: try again if the budget allows.
+            if status == 429:
+                throttled += 1
+                if throttled > max(20, self._drs.max_retries * 5):
+                    raise RequestFailed(failure)
+            else:
+                attempt += 1
+                if attempt > self._drs.max_retries:
+                    raise RequestFailed(failure)
+            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise RequestFailed(failure)
+            time.sleep(delay)
+
+    def _pool(self, url: str) -> Any:
+        """The session's own urllib3 pool for this endpoint, set up as requests would.
+
+        Going to the pool directly skips requests' per-request preparation (settings merge,
+        hooks, cookie jars), which costs more CPU than the signing and the HTTP together.
+        """
+        from requests.adapters import HTTPAdapter
+        from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
+        adapter = self._session.get_adapter(url)
+        if not isinstance(adapter, HTTPAdapter):
+            raise TypeError("the session's adapter for the DRS endpoint must be an HTTPAdapter")
+        verify = self._session.verify
+        if verify is False:
+            pool_kwargs: dict[str, Any] = {"cert_reqs": "CERT_NONE"}
+        else:
+            bundle = verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH
+            pool_kwargs = {"cert_reqs": "CERT_REQUIRED", "ca_certs": bundle}
+        return adapter.poolmanager.connection_from_url(url, pool_kwargs=pool_kwargs)
+
+    def _send(self, method: str, url: str, payload: bytes, headers: dict[str, str],
+              timeout: tuple[float, float]) -> tuple[int, Any, bytes]:
+        import urllib3
+
+        pool = self._pool_cache.get(self._drs.endpoint)
+        if pool is None:
+            pool = self._pool_cache[self._drs.endpoint] = self._pool(url)
+        response = pool.urlopen(
+            method, url[len(self._drs.endpoint):], body=payload or None, headers=headers,
+            retries=False, redirect=False, preload_content=False, assert_same_host=False,
+            timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
+        try:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                raise RequestFailed(FetchError(
+                    FetchErrorKind.MALFORMED,
+                    f"answer of {int(declared) >> 20} MB is larger than the "
+                    f"{MAX_ANSWER_BYTES >> 20} MB limit", status=response.status))
+            content = response.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+            if len(content) > MAX_ANSWER_BYTES:
+                raise RequestFailed(FetchError(
+                    FetchErrorKind.MALFORMED,
+                    f"answer is larger than the {MAX_ANSWER_BYTES >> 20} MB limit",
+                    status=response.status))
+        except BaseException:
+            response.drain_conn()
+            response.release_conn()
+            raise
+        response.release_conn()
+        return response.status, response.headers, bytes(content)
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter: spreads retries of many workers instead of synchronising them.
+        ceiling = min(self._drs.backoff_max, self._drs.backoff_base * (2 ** (attempt - 1)))
+        return self._random.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0
+
+    # -- the endpoints -----------------------------------------------------------------
+
+    def batch_progress(self, job_ids: Sequence[str], *, deadline: float | None = None
+                       ) -> dict[str, JobReading]:
+        """POST /v3/{project_id}/jobs/batch-progress for one chunk of jobs."""
+        data = self.call("POST", f"/v3/{self._drs.project_id}/jobs/batch-progress",
+                         body={"jobs": list(job_ids)}, deadline=deadline)
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise RequestFailed(FetchError(FetchErrorKind.MALFORMED,
+                                           "batch-progress answer has no results list"))
+        readings: dict[str, JobReading] = {}
+        wanted = set(job_ids)
+        for item in results:
+            progress = parse_job_progress(item)
+            if progress.job_id not in wanted or progress.job_id in readings:
+                continue
+            reading = JobReading(job_id=progress.job_id, progress=progress)
+            if progress.error_code and progress.transfer_status is None:
+                # No state at all, only an error: the query for this job failed.
+                reading.error = FetchError(FetchErrorKind.API_ERROR,
+                                           progress.error_msg or progress.error_code,
+                                           error_code=progress.error_code)
+            readings[progress.job_id] = reading
+        return readings
+
+    def compare_progress(self, job_id: str, compare_job_id: str, *,
+                         deadline: float | None = None) -> CompareReading:
+        """GET /v5/{project_id}/jobs/{job_id}/compare-progress/{compare_job_id}."""
+        path = (f"/v5/{self._drs.project_id}/jobs/{quote(job_id)}/compare-progress/"
+                f"{quote(compare_job_id)}")
+        try:
+            data = self.call("GET", path, deadline=deadline)
+        except RequestFailed as e:
+            return CompareReading(compare_job_id, error=e.error)
+        progress = parse_compare_progress(data)
+        if progress.full_info is None and progress.incre_info is None and (
+                progress.global_info is None):
+            return CompareReading(compare_job_id, error=FetchError(
+                FetchErrorKind.MALFORMED,
+                "compare-progress answer has none of full_info, incre_info, global_info"))
+        return CompareReading(compare_job_id, progress=progress)
+
+    def list_jobs(self, discovery: DiscoveryConfig, *, deadline: float | None = None
+                  ) -> list[tuple[str, str | None]]:
+        """GET /v5/{project_id}/jobs, every page: (id, name) of each job."""
+        found: list[tuple[str, str | None]] = []
+        for item in self._pages(f"/v5/{self._drs.project_id}/jobs", "jobs", "total_count",
+                                extra=_discovery_query(discovery), deadline=deadline):
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                name = item.get("name")
+                found.append((item["id"], name if isinstance(name, str) else None))
+        return found
+
+    def list_compare_jobs(self, job_id: str, *, deadline: float | None = None) -> list[str]:
+        """GET /v3/{project_id}/jobs/{job_id}/table/compare: the comparisons worth asking."""
+        ids = []
+        for item in self._pages(f"/v3/{self._drs.project_id}/jobs/{quote(job_id)}/table/compare",
+                                "compare_jobs", "count", deadline=deadline):
+            if (isinstance(item, dict) and isinstance(item.get("id"), str)
+                    and item.get("status") not in _IDLE_COMPARE_STATES):
+                ids.append(item["id"])
+        return ids
+
+    def _pages(self, path: str, key: str, total_key: str, *,
+               extra: Sequence[tuple[str, Any]] = (), deadline: float | None) -> Iterator[Any]:
+        offset = 0
+        while True:
+            data = self.call("GET", path, query=[*extra, ("limit", PAGE_SIZE),
+                                                 ("offset", offset)], deadline=deadline)
+            items = data.get(key) if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise RequestFailed(FetchError(FetchErrorKind.MALFORMED,
+                                               f"listing answer has no {key} list"))
+            yield from items
+            offset += len(items)
+            total = data.get(total_key)
+            if not items or (isinstance(total, int) and offset >= total):
+                return
+
+    # -- one run's fetch -----------------------------------------------------------------
+
+    def fetch(self, jobs: Sequence[JobConfig], discovery: DiscoveryConfig, *,
+              deadline: float | None = None) -> Snapshot:
+        """Everything one run needs, as concurrently as `max_workers` allows."""
+        taken_at = datetime.now(timezone.utc)
+        started = time.monotonic()
+        before = self._requests
+        errors: list[str] = []
+        targets = [_Target(j.id, j.name, j.compare_jobs, j.auto_compare) for j in jobs]
+        if discovery.enabled:
+            try:
+                targets = [_Target(job_id, name, (), discovery.compare_jobs_auto)
+                           for job_id, name in self.list_jobs(discovery, deadline=deadline)]
+            except RequestFailed as e:
+                errors.append(f"job discovery failed: {e.error.message}")
+        readings = {t.job_id: JobReading(job_id=t.job_id, name=t.name) for t in targets}
+        compare_results: dict[str, dict[str, CompareReading]] = {t.job_id: {} for t in targets}
+        compare_order: dict[str, list[str]] = {t.job_id: list(t.compare_jobs) for t in targets}
+        # Workers record their own results under one lock, so this thread sleeps until
+        # the last one is done instead of waking for every answer. `outstanding` starts at
+        # one for this thread's own submitting, so an early finisher cannot end the wait.
+        lock = threading.RLock()
+        finished = threading.Event()
+        outstanding = 1
+        crashes: list[BaseException] = []
+
+        with ThreadPoolExecutor(max_workers=self._drs.max_workers,
+                                thread_name_prefix="drs-fetch") as pool:
+
+            def settle() -> None:
+                nonlocal outstanding
+                with lock:
+                    outstanding -= 1
+                    if outstanding == 0:
+                        finished.set()
+
+            def run(fn: Callable[[], Callable[[], None]]) -> None:
+                try:
+                    record = fn()
+                    with lock:
+                        record()
+                except BaseException as e:  # a bug in a task must surface, not hang us
+                    crashes.append(e)
+                finally:
+                    settle()
+
+            def submit(fn: Callable[[], Callable[[], None]]) -> None:
+                nonlocal outstanding
+                with lock:
+                    outstanding += 1
+                pool.submit(run, fn)
+
+            def batch_task(chunk: list[str]) -> Callable[[], None]:
+                try:
+                    found = self.batch_progress(chunk, deadline=deadline)
+                except RequestFailed as e:
+                    error = e.error
+
+                    def record_failure() -> None:
+                        for job_id in chunk:
+                            readings[job_id].error = error
+                    return record_failure
+
+                def record() -> None:
+                    for job_id in chunk:
+                        got = found.get(job_id)
+                        if got is None:
+                            readings[job_id].error = FetchError(
+                                FetchErrorKind.MISSING,
+                                "the batch-progress answer did not include this job")
+                        else:
+                            readings[job_id].progress = got.progress
+                            readings[job_id].error = got.error
+                return record
+
+            def compare_task(job_id: str, compare_id: str) -> Callable[[], None]:
+                reading = self.compare_progress(job_id, compare_id, deadline=deadline)
+                return lambda: compare_results[job_id].__setitem__(compare_id, reading)
+
+            def auto_task(job_id: str) -> Callable[[], None]:
+                try:
+                    ids = self.list_compare_jobs(job_id, deadline=deadline)
+                except RequestFailed as e:
+                    message = e.error.message
+                    return lambda: errors.append(
+                        f"listing the comparisons of job {job_id} failed: {message}")
+
+                def record() -> None:
+                    for compare_id in ids:
+                        if compare_id not in compare_order[job_id]:
+                            compare_order[job_id].append(compare_id)
+                            submit(partial(compare_task, job_id, compare_id))
+                return record
+
+            ids = list(readings)
+            for i in range(0, len(ids), self._drs.batch_size):
+                chunk = ids[i:i + self._drs.batch_size]
+                submit(partial(batch_task, chunk))
+            for target in targets:
+                for compare_id in target.compare_jobs:
+                    submit(partial(compare_task, target.job_id, compare_id))
+                if target.auto_compare:
+                    submit(partial(auto_task, target.job_id))
+            settle()  # everything is submitted
+            finished.wait()
+        if crashes:
+            raise crashes[0]
+
+        incomplete = False
+        for job_id, reading in readings.items():
+            reading.comparisons = [compare_results[job_id][c] for c in compare_order[job_id]
+                                   if c in compare_results[job_id]]
+            skipped = [reading.error] + [c.error for c in reading.comparisons]
+            if any(e is not None and e.kind is FetchErrorKind.SKIPPED for e in skipped):
+                incomplete = True
+        return Snapshot(
+            taken_at=taken_at,
+            jobs=list(readings.values()),
+            partial=incomplete,
+            errors=errors,
+            requests=self._requests - before,
+            duration_seconds=time.monotonic() - started,
+        )
+
+
+def _discovery_query(discovery: DiscoveryConfig) -> list[tuple[str, Any]]:
+    query: list[tuple[str, Any]] = []
+    if discovery.job_type:
+        query.append(("job_type", discovery.job_type))
+    if discovery.name:
+        query.append(("name", discovery.name))
+    return query
+
+
+def _decode(content: bytes) -> tuple[Any, str | None]:
+    if not content:
+        return None, "empty body"
+    try:
+        return json.loads(content), None
+    except (ValueError, UnicodeDecodeError):
+        head = content[:40].decode("utf-8", "replace").strip()
+        kind = "an HTML page" if head.lower().startswith(("<!doctype", "<html")) else "not JSON"
+        return None, kind
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _short(text: str) -> str:
+    return text[:200]

@@ -1,0 +1,640 @@
+"""Settings: the TOML file and the environment, validated up front.
+
+Every problem is a ConfigError naming the dotted key (`channels[2].port`, `jobs[0].id`) and
+the fix, in one line. Any string value may be `${ENV_NAME}` (or `${ENV_NAME:-default}`).
+Values that are secrets (passwords, webhook URLs and keys) become `Secret` on load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any, TypeVar
+
+from drs_report import environment
+from drs_report.errors import ConfigError
+from drs_report.secrets import Secret
+
+T = TypeVar("T")
+
+# DRS ids are 8-4-4-4-12 of [0-9a-z]; the docs' own examples are not hex (`...1040402fjb21`).
+JOB_ID_RE = re.compile(r"^[0-9a-z]{8}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{12}$")
+PROJECT_ID_RE = re.compile(r"^[0-9a-zA-Z]{16,64}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+LANGUAGES = ("en-us", "zh-cn")
+CHANNEL_TYPES = (
+    "smtp", "slack", "teams", "feishu", "lark", "dingtalk", "wecom", "webhook", "smn", "apprise",
+)
+CHANNEL_MODES = ("digest", "alert")
+JOB_TYPES = ("migration", "sync", "cloudDataGuard")
+# Channel keys whose values are secrets whatever the channel type. Webhook URLs are secrets
+# too: Slack, DingTalk, WeCom and Feishu put the bot's token in the URL itself.
+SECRET_CHANNEL_KEYS = frozenset({"password", "secret", "url", "token", "key", "urls"})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    delay_warn_seconds: float = 60.0
+    delay_crit_seconds: float = 300.0
+    stall_minutes: float = 30.0
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    id: str
+    name: str | None = None
+    compare_jobs: tuple[str, ...] = ()
+    auto_compare: bool = False  # compare_jobs = "auto": list them via the API
+    thresholds: Thresholds = field(default_factory=Thresholds)  # global merged with the job's
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """`jobs = "all"`: list the project's jobs via GET /v5/{project_id}/jobs."""
+
+    enabled: bool = False
+    name: str | None = None  # the API's own `name` filter (ids or a name fragment)
+    job_type: str | None = None  # migration | sync | cloudDataGuard
+    compare_jobs_auto: bool = True
+
+
+@dataclass(frozen=True)
+class DrsConfig:
+    region: str
+    project_id: str
+    endpoint: str
+    language: str = "en-us"
+    batch_size: int = 100  # job ids per batch-progress request
+    max_workers: int = 8  # requests in flight at once
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_retries: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 20.0
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    requests_per_second: float | None = None  # client-side cap; None: adapt to 429s only
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str = "sqlite:///drs-report.db"
+    retention_days: int = 90
+    report_retention_days: int = 30
+    prune_batch_size: int = 5000
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    output_dir: Path = Path("reports/out")
+    templates_dir: Path | None = None  # user templates, looked up before the shipped ones
+    title: str | None = None
+    trend_hours: float = 24.0
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    time_zone: str = "UTC"  # the day a digest belongs to
+    digest_earliest: time | None = None  # no digest before this local time
+    alert_reminder_hours: float = 6.0  # repeat unresolved CRITICAL problems this often
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    index: int
+    type: str
+    name: str
+    mode: str
+    options: Mapping[str, Any]  # the type's own keys; secrets already wrapped in Secret
+
+    @property
+    def key(self) -> str:
+        return f"channels[{self.index}]"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    safety_margin_seconds: float = 10.0  # stop fetching this long before the deadline
+    time_budget_seconds: float | None = None  # CLI: give up fetching after this long
+
+
+@dataclass(frozen=True)
+class Settings:
+    drs: DrsConfig
+    jobs: tuple[JobConfig, ...] = ()
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    channels: tuple[ChannelConfig, ...] = ()
+    run: RunConfig = field(default_factory=RunConfig)
+    source: Path | None = None
+
+    def secret_values(self) -> list[str]:
+        """Every secret in the settings, for redaction filters."""
+        found: list[str] = []
+        for channel in self.channels:
+            for value in channel.options.values():
+                values = value if isinstance(value, (list, tuple)) else [value]
+                for item in values:
+                    if isinstance(item, Secret):
+                        found.extend(_secret_parts(item.reveal()))
+        password = _url_password(self.store.url)
+        if password:
+            found.append(password)
+        return found
+
+
+def _secret_parts(value: str) -> list[str]:
+    """A secret, and for a webhook URL also the parts that carry its token on their own
+    (HTTP libraries log the path and query without the host)."""
+    parts = [value]
+    if re.match(r"^https?://", value):
+        from urllib.parse import parse_qsl, urlsplit
+
+        split = urlsplit(value)
+        if split.path.strip("/"):
+            parts.append(split.path + (f"?{split.query}" if split.query else ""))
+            parts.extend(seg for seg in split.path.split("/") if len(seg) >= 16)
+        parts.extend(v for _, v in parse_qsl(split.query) if len(v) >= 8)
+    return parts
+
+
+def _url_password(url: str) -> str | None:
+    match = re.match(r"^[a-z0-9+]+://[^:/@]*:([^@]*)@", url)
+    return match.group(1) if match else None
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError("--config", f"no such file {path}; pass the path of a TOML file")
+    try:
+        return parse_toml(path.read_bytes().decode("utf-8"))
+    except ValueError as e:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        if isinstance(e, UnicodeDecodeError):
+            raise ConfigError("--config", f"{path} is not UTF-8 text; save it as UTF-8") from None
+        raise ConfigError("--config", f"{path} is not valid TOML ({e}); fix the syntax") from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10, as FunctionGraph still offers it
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def load_settings(
+    path: Path | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the file (if any), apply DRS_REPORT_* environment overrides, validate."""
+    env = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
+    _apply_environment(data, env)
+    if overrides:
+        _deep_merge(data, dict(overrides))
+    return parse_settings(data, env, source=path)
+
+
+_ENV_SECTIONS = ("drs", "store", "report", "thresholds", "delivery", "run")
+
+
+def _apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(environment.SETTING_PREFIX):
+            continue
+        rest = name[len(environment.SETTING_PREFIX) :].lower()
+        for section in _ENV_SECTIONS:
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1 :]
+                if key in _SECTION_KEYS[section]:
+                    table = data.setdefault(section, {})
+                    if isinstance(table, dict):
+                        table[key] = value
+                break
+    if environment.PROJECT_ID in env:
+        data.setdefault("drs", {}).setdefault("project_id", env[environment.PROJECT_ID])
+
+
+def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+_TOP_KEYS = (
+    "drs", "jobs", "discovery", "store", "report", "thresholds", "delivery", "channels", "run",
+)
+_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "drs": (
+        "region", "project_id", "endpoint", "language", "batch_size", "max_workers",
+        "connect_timeout", "read_timeout", "max_retries", "backoff_base", "backoff_max",
+        "verify_tls", "ca_bundle", "requests_per_second",
+    ),
+    "job": ("id", "name", "compare_jobs", "delay_warn_seconds", "delay_crit_seconds",
+            "stall_minutes"),
+    "discovery": ("name", "job_type", "compare_jobs"),
+    "store": ("url", "retention_days", "report_retention_days", "prune_batch_size"),
+    "report": ("output_dir", "templates_dir", "title", "trend_hours", "time_zone"),
+    "thresholds": ("delay_warn_seconds", "delay_crit_seconds", "stall_minutes"),
+    "delivery": ("time_zone", "digest_earliest", "alert_reminder_hours", "max_attempts"),
+    "run": ("safety_margin_seconds", "time_budget_seconds"),
+}
+
+
+class _Reader:
+    """Typed access to one TOML table, with the dotted path for error messages."""
+
+    def __init__(self, table: Any, path: str, env: Mapping[str, str]) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(path, f"expected a table, got {_type_name(table)}")
+        self.table = table
+        self.path = path
+        self.env = env
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def check_unknown(self, allowed: tuple[str, ...], extra: tuple[str, ...] = ()) -> None:
+        for name in self.table:
+            if name not in allowed and name not in extra:
+                hint = difflib.get_close_matches(name, allowed + extra, n=1)
+                fix = f"did you mean '{hint[0]}'?" if hint else f"known keys: {', '.join(allowed)}"
+                raise ConfigError(self.key(name), f"unknown key; {fix}")
+
+    def raw(self, name: str) -> Any:
+        value = self.table.get(name)
+        if isinstance(value, str):
+            return expand_env(value, self.env, self.key(name))
+        return value
+
+    def string(self, name: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self.raw(name)
+        if value is None or value == "":
+            if required:
+                raise ConfigError(self.key(name), "is required; set it in the file or environment")
+            return default
+        if not isinstance(value, str):
+            raise ConfigError(self.key(name), f"expected a string, got {_type_name(value)}")
+        return value.strip()
+
+    def number(self, name: str, default: T, *, minimum: float = 0, integer: bool = False) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if isinstance(value, str):  # from ${ENV} or DRS_REPORT_* variables
+            try:
+                value = int(value) if integer else float(value)
+            except ValueError:
+                kind = "a whole number" if integer else "a number"
+                raise ConfigError(self.key(name), f"expected {kind}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(self.key(name), f"expected a number, got {_type_name(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(self.key(name), f"expected a finite number, got {value}")
+        if integer and not float(value).is_integer():
+            raise ConfigError(self.key(name), f"expected a whole number, got {value}")
+        if value < minimum:
+            raise ConfigError(self.key(name), f"must be at least {minimum:g}, got {value}")
+        return int(value) if integer else float(value)  # type: ignore[return-value]
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(name), f"expected true or false, got {_type_name(value)}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.string(name, default)
+        assert isinstance(value, str)
+        if value.lower() not in choices:
+            hint = difflib.get_close_matches(value.lower(), choices, n=1)
+            fix = f"did you mean '{hint[0]}'?" if hint else f"use one of {', '.join(choices)}"
+            raise ConfigError(self.key(name), f"unknown value {value!r}; {fix}")
+        return value.lower()
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "a table", list: "an array", str: "a string", bool: "a boolean",
+        int: "an integer", float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def expand_env(value: str, env: Mapping[str, str], key: str) -> str:
+    """Replace ${NAME} and ${NAME:-default}; a missing variable without default is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(key, f"environment variable {name} is not set; export it or "
+                               f"write ${{{name}:-default}}")
+
+    return ENV_REF_RE.sub(replace, value)
+
+
+def parse_settings(
+    data: Mapping[str, Any], env: Mapping[str, str], *, source: Path | None = None
+) -> Settings:
+    top = _Reader(dict(data), "", env)
+    top.check_unknown(_TOP_KEYS)
+    base_dir = source.parent if source is not None else Path.cwd()
+
+    drs = _parse_drs(_Reader(data.get("drs", {}), "drs", env), env)
+    thresholds = _parse_thresholds(_Reader(data.get("thresholds", {}), "thresholds", env),
+                                   Thresholds())
+    jobs, discovery = _parse_jobs(data.get("jobs"), data.get("discovery"), env, thresholds)
+    store = _parse_store(_Reader(data.get("store", {}), "store", env), base_dir)
+    report = _parse_report(_Reader(data.get("report", {}), "report", env), base_dir)
+    delivery = _parse_delivery(_Reader(data.get("delivery", {}), "delivery", env))
+    run = _parse_run(_Reader(data.get("run", {}), "run", env))
+    channels = _parse_channels(data.get("channels", []), env)
+    return Settings(
+        drs=drs, jobs=jobs, discovery=discovery, store=store, report=report,
+        thresholds=thresholds, delivery=delivery, channels=channels, run=run, source=source,
+    )
+
+
+def _parse_drs(r: _Reader, env: Mapping[str, str]) -> DrsConfig:
+    r.check_unknown(_SECTION_KEYS["drs"])
+    region = r.string("region", required=True)
+    if not REGION_RE.match(region):
+        raise ConfigError(r.key("region"), f"{region!r} is not a region name like 'cn-north-4'")
+    project_id = r.string("project_id")
+    if project_id is None:
+        # Inside FunctionGraph the function's own project is the natural default.
+        project_id = env.get("RUNTIME_PROJECT_ID") or None
+    if project_id is None:
+        raise ConfigError(r.key("project_id"), "is required; copy it from 'My Credentials' "
+                                               "in the console (32 hex digits)")
+    if not PROJECT_ID_RE.match(project_id):
+        raise ConfigError(r.key("project_id"), f"{project_id!r} is not a project ID "
+                                               "(16-64 letters and digits, usually 32 hex)")
+    endpoint = r.string("endpoint") or f"https://drs.{region}.myhuaweicloud.com"
+    if not re.match(r"^https?://[^\s/?#]+(:\d+)?/?$", endpoint):
+        raise ConfigError(r.key("endpoint"), f"{endpoint!r} is not an http(s) URL with a host; "
+                                             "e.g. https://drs.cn-north-4.myhuaweicloud.com")
+    return DrsConfig(
+        region=region,
+        project_id=project_id,
+        endpoint=endpoint.rstrip("/"),
+        language=r.choice("language", LANGUAGES, "en-us"),
+        batch_size=r.number("batch_size", 100, minimum=1, integer=True),
+        max_workers=r.number("max_workers", 8, minimum=1, integer=True),
+        connect_timeout=r.number("connect_timeout", 5.0, minimum=0.1),
+        read_timeout=r.number("read_timeout", 30.0, minimum=0.1),
+        max_retries=r.number("max_retries", 4, minimum=0, integer=True),
+        backoff_base=r.number("backoff_base", 0.5, minimum=0),
+        backoff_max=r.number("backoff_max", 20.0, minimum=0),
+        verify_tls=r.boolean("verify_tls", True),
+        ca_bundle=r.string("ca_bundle"),
+        requests_per_second=r.number("requests_per_second", None, minimum=0.01),
+    )
+
+
+def _parse_thresholds(r: _Reader, base: Thresholds, *, extra: tuple[str, ...] = ()) -> Thresholds:
+    if not extra:
+        r.check_unknown(_SECTION_KEYS["thresholds"])
+    warn = r.number("delay_warn_seconds", base.delay_warn_seconds)
+    crit = r.number("delay_crit_seconds", base.delay_crit_seconds)
+    if crit < warn:
+        raise ConfigError(r.key("delay_crit_seconds"),
+                          f"must not be below delay_warn_seconds ({warn:g}); raise it")
+    return Thresholds(delay_warn_seconds=warn, delay_crit_seconds=crit,
+                      stall_minutes=r.number("stall_minutes", base.stall_minutes, minimum=1))
+
+
+def _parse_job_id(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a DRS job id string, got {_type_name(value)}")
+    text = str(value).strip()
+    if not JOB_ID_RE.match(text):
+        raise ConfigError(key, f"{text!r} is not a DRS id (8-4-4-4-12 lowercase letters and "
+                               "digits, as shown in the DRS console)")
+    return text
+
+
+def _parse_jobs(
+    jobs: Any, discovery: Any, env: Mapping[str, str], thresholds: Thresholds
+) -> tuple[tuple[JobConfig, ...], DiscoveryConfig]:
+    disc_reader = _Reader(discovery if discovery is not None else {}, "discovery", env)
+    disc_reader.check_unknown(_SECTION_KEYS["discovery"])
+    if jobs is None:
+        if discovery is None:
+            raise ConfigError("jobs", 'is required; add [[jobs]] tables with an id, or '
+                                      'jobs = "all" to watch every job of the project')
+        jobs = "all"
+    if isinstance(jobs, str):
+        if expand_env(jobs, env, "jobs").strip().lower() != "all":
+            raise ConfigError("jobs", f'expected [[jobs]] tables or "all", got {jobs!r}')
+        compare = disc_reader.raw("compare_jobs")
+        if compare not in (None, "auto", "none"):
+            raise ConfigError("discovery.compare_jobs", 'expected "auto" or "none"')
+        job_type = None
+        if disc_reader.raw("job_type"):
+            # The API spells it cloudDataGuard; accept any case, send the API's spelling.
+            spelled = {t.lower(): t for t in JOB_TYPES}
+            job_type = spelled[str(disc_reader.choice("job_type", tuple(spelled), ""))]
+        return (), DiscoveryConfig(
+            enabled=True,
+            name=disc_reader.string("name"),
+            job_type=job_type,
+            compare_jobs_auto=compare != "none",
+        )
+    if discovery is not None:
+        raise ConfigError("discovery", 'only applies with jobs = "all"; remove it or set '
+                                       'jobs = "all"')
+    if not isinstance(jobs, list) or not jobs:
+        raise ConfigError("jobs", "expected at least one [[jobs]] table with an id")
+    parsed: list[JobConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(jobs):
+        r = _Reader(item, f"jobs[{i}]", env)
+        r.check_unknown(_SECTION_KEYS["job"])
+        job_id = _parse_job_id(r.raw("id"), r.key("id")) if "id" in item else None
+        if job_id is None:
+            raise ConfigError(r.key("id"), "is required; copy the job id from the DRS console")
+        if job_id in seen:
+            raise ConfigError(r.key("id"), f"{job_id} is listed twice; remove one")
+        seen.add(job_id)
+        compare = item.get("compare_jobs", [])
+        auto = False
+        compare_ids: list[str] = []
+        if isinstance(compare, str) and compare.strip().lower() == "auto":
+            auto = True
+        elif isinstance(compare, list):
+            for j, cid in enumerate(compare):
+                compare_ids.append(_parse_job_id(cid, f"{r.key('compare_jobs')}[{j}]"))
+        else:
+            raise ConfigError(r.key("compare_jobs"),
+                              f'expected a list of comparison ids or "auto", got '
+                              f"{_type_name(compare)}")
+        name = r.string("name")
+        parsed.append(JobConfig(
+            id=job_id, name=name, compare_jobs=tuple(compare_ids), auto_compare=auto,
+            thresholds=_parse_thresholds(r, thresholds, extra=("id",)),
+        ))
+    return tuple(parsed), DiscoveryConfig()
+
+
+def _resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """Relative SQLite paths are relative to the config file, not to wherever we started."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith(":memory:") and not rest.startswith("file:"):
+            return prefix + str((base_dir / rest).resolve())
+    return url
+
+
+def _parse_store(r: _Reader, base_dir: Path) -> StoreConfig:
+    r.check_unknown(_SECTION_KEYS["store"])
+    url = r.string("url", "sqlite:///drs-report.db")
+    if not re.match(r"^(sqlite|postgresql)(\+[a-z0-9]+)?://", url):
+        raise ConfigError(r.key("url"), "expected sqlite:///FILE or "
+                                        "postgresql+psycopg://USER:PASSWORD@HOST/DB")
+    return StoreConfig(
+        url=_resolve_sqlite_url(url, base_dir),
+        retention_days=r.number("retention_days", 90, minimum=1, integer=True),
+        report_retention_days=r.number("report_retention_days", 30, minimum=1, integer=True),
+        prune_batch_size=r.number("prune_batch_size", 5000, minimum=1, integer=True),
+    )
+
+
+def _check_time_zone(value: str, key: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(key, f"unknown time zone {value!r}; use an IANA name such as "
+                               "'UTC' or 'Asia/Shanghai'") from None
+    return value
+
+
+def _parse_report(r: _Reader, base_dir: Path) -> ReportConfig:
+    r.check_unknown(_SECTION_KEYS["report"])
+    templates = r.string("templates_dir")
+    templates_dir = (base_dir / templates) if templates else None
+    if templates_dir is not None and not templates_dir.is_dir():
+        raise ConfigError(r.key("templates_dir"), f"{templates} is not a directory")
+    return ReportConfig(
+        output_dir=base_dir / r.string("output_dir", "reports/out"),
+        templates_dir=templates_dir,
+        title=r.string("title"),
+        trend_hours=r.number("trend_hours", 24.0, minimum=1),
+        time_zone=_check_time_zone(r.string("time_zone", "UTC"), r.key("time_zone")),
+    )
+
+
+def _parse_delivery(r: _Reader) -> DeliveryConfig:
+    r.check_unknown(_SECTION_KEYS["delivery"])
+    earliest_text = r.string("digest_earliest")
+    earliest = None
+    if earliest_text is not None:
+        match = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", earliest_text)
+        if not match:
+            raise ConfigError(r.key("digest_earliest"),
+                              f"expected a time like '08:00', got {earliest_text!r}")
+        earliest = time(int(match.group(1)), int(match.group(2)))
+    return DeliveryConfig(
+        time_zone=_check_time_zone(r.string("time_zone", "UTC"), r.key("time_zone")),
+        digest_earliest=earliest,
+        alert_reminder_hours=r.number("alert_reminder_hours", 6.0, minimum=0),
+        max_attempts=r.number("max_attempts", 3, minimum=1, integer=True),
+    )
+
+
+def _parse_run(r: _Reader) -> RunConfig:
+    r.check_unknown(_SECTION_KEYS["run"])
+    return RunConfig(
+        safety_margin_seconds=r.number("safety_margin_seconds", 10.0, minimum=0),
+        time_budget_seconds=r.number("time_budget_seconds", None, minimum=1),
+    )
+
+
+# A channel type may register a validator that checks and normalises its own keys; it gets
+# the options (strings already expanded) and the dotted key, and raises ConfigError.
+ChannelValidator = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+def _parse_channels(channels: Any, env: Mapping[str, str]) -> tuple[ChannelConfig, ...]:
+    if not isinstance(channels, list):
+        raise ConfigError("channels", "expected [[channels]] tables")
+    parsed: list[ChannelConfig] = []
+    names: set[str] = set()
+    for i, item in enumerate(channels):
+        r = _Reader(item, f"channels[{i}]", env)
+        ctype = r.choice("type", CHANNEL_TYPES, "") if r.raw("type") else None
+        if ctype is None:
+            raise ConfigError(r.key("type"), f"is required; one of {', '.join(CHANNEL_TYPES)}")
+        mode = r.choice("mode", CHANNEL_MODES, "digest")
+        name = r.string("name", f"{ctype}-{i}")
+        if name in names:
+            raise ConfigError(r.key("name"), f"{name!r} is used by another channel; "
+                                             "give each channel its own name")
+        names.add(name)
+        options: dict[str, Any] = {}
+        for key in item:
+            if key in ("type", "name", "mode"):
+                continue
+            value = _expand_deep(item[key], env, r.key(key))
+            if key in SECRET_CHANNEL_KEYS:
+                value = _wrap_secret(value)
+            options[key] = value
+        options = _validate_channel_options(ctype, options, r.path)
+        parsed.append(ChannelConfig(index=i, type=ctype, name=name, mode=mode, options=options))
+    return tuple(parsed)
+
+
+def _expand_deep(value: Any, env: Mapping[str, str], key: str) -> Any:
+    if isinstance(value, str):
+        return expand_env(value, env, key)
+    if isinstance(value, list):
+        return [_expand_deep(v, env, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _expand_deep(v, env, f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def _wrap_secret(value: Any) -> Any:
+    if isinstance(value, str):
+        return Secret(value)
+    if isinstance(value, list):
+        return [Secret(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _validate_channel_options(ctype: str, options: dict[str, Any], key: str) -> dict[str, Any]:
+    """Each channel type checks its own keys (channels/ owns them); imported only here."""
+    from drs_report.channels import validate_options
+
+    return validate_options(ctype, options, key)

@@ -1,0 +1,218 @@
+"""Deliver the report: to every channel, independently, exactly once per period or change.
+
+    digest  the report, at most once per channel per day (delivery.time_zone), not before
+            delivery.digest_earliest
+    alert   only when the set of problems changes (new, escalated, resolved), plus a reminder
+            of unresolved CRITICAL problems every delivery.alert_reminder_hours
+
+Exactly once: each message has an idempotency key, claimed in the store before sending, so
+an overlapping or re-invoked run skips what another run sent or is sending. `force` sends
+again under a fresh key; `dry_run` renders and describes, sends and records nothing.
+Transient failures (DeliveryError.permanent False) are retried with backoff within the
+run's deadline; every attempt is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from drs_report import logs
+from drs_report.analysis import Health, ProblemChanges, Report, diff_problems
+from drs_report.config import ChannelConfig, Settings
+from drs_report.errors import DeliveryError
+from drs_report.secrets import Credentials
+
+if TYPE_CHECKING:
+    import requests
+
+    from drs_report.store import Store
+
+log = logs.get_logger("delivery")
+
+
+@dataclass
+class Message:
+    """What a channel sends: the report, its renderings, and (for alerts) what changed."""
+
+    report: Report
+    rendered: Mapping[str, str]
+    kind: str  # digest | alert
+    changes: ProblemChanges | None = None
+    language: str = "en-us"
+
+
+@dataclass
+class DeliveryOutcome:
+    channel: str
+    type: str
+    mode: str
+    status: str  # sent | skipped | failed | dry-run
+    reason: str
+    attempts: int = 0
+    destination: str = ""
+    size: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reason"] = logs.redact(self.reason)
+        return data
+
+    def describe(self) -> str:
+        size = f", {self.size} bytes" if self.size is not None else ""
+        tries = f", {self.attempts} attempt(s)" if self.attempts else ""
+        return logs.redact(f"{self.status}: {self.channel} ({self.type}, {self.mode}) -> "
+                           f"{self.destination}{size}{tries}: {self.reason}")
+
+
+def deliver(
+    report: Report,
+    rendered: Mapping[str, str],
+    settings: Settings,
+    store: Store,
+    run_id: int,
+    *,
+    now: datetime,
+    deadline: float | None,
+    force: bool,
+    dry_run: bool,
+    credentials: Credentials | None,
+    modes: Sequence[str] | None = None,
+    session: requests.Session | None = None,
+) -> list[DeliveryOutcome]:
+    outcomes = []
+    for config in settings.channels:
+        if modes and config.mode not in modes:
+            continue
+        try:
+            outcome = _deliver_one(config, report, rendered, settings, store, run_id, now=now,
+                                   deadline=deadline, force=force, dry_run=dry_run,
+                                   credentials=credentials, session=session)
+        except Exception as e:  # a bug in one channel must not silence the others
+            log.debug("channel %s crashed", config.name, exc_info=True)
+            outcome = DeliveryOutcome(config.name, config.type, config.mode, "failed",
+                                      f"internal error: {type(e).__name__}: {e}")
+        log.log(30 if outcome.failed else 20, "%s", outcome.describe())
+        outcomes.append(outcome)
+    return outcomes
+
+
+@dataclass
+class _Plan:
+    key: str
+    message: Message
+    fingerprint: str | None = None
+    problems: tuple[str, ...] = ()
+
+
+def _plan(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
+          settings: Settings, store: Store, now: datetime) -> _Plan | str:
+    """What to send on this channel now, or why nothing."""
+    from zoneinfo import ZoneInfo
+
+    delivery = settings.delivery
+    language = str(config.options.get("language") or report.language)
+    if config.mode == "digest":
+        local = now.astimezone(ZoneInfo(delivery.time_zone))
+        if delivery.digest_earliest is not None and local.time() < delivery.digest_earliest:
+            return f"digest waits until {delivery.digest_earliest:%H:%M} {delivery.time_zone}"
+        return _Plan(key=f"digest:{config.name}:{local.date().isoformat()}",
+                     message=Message(report, rendered, "digest", language=language))
+    last = store.last_sent(config.name, "alert")
+    previous = dict(p.split("=", 1) for p in last.problems if "=" in p) if last else None
+    changes = diff_problems(previous, report)
+    if changes.empty() and last is not None and delivery.alert_reminder_hours > 0:
+        critical = [p for p in report.problems if p.health is Health.CRITICAL]
+        due = now - last.sent_at >= timedelta(hours=delivery.alert_reminder_hours)
+        if critical and due:
+            changes.reminder = critical
+    if changes.empty():
+        return "no change in problems since the last alert"
+    current = report.problem_map()
+    problems = tuple(f"{k}={v}" for k, v in sorted(current.items()))
+    fingerprint = hashlib.sha256("\n".join(problems).encode()).hexdigest()[:32]
+    # The key names the state we move from and the state we move to, so a re-invoked run
+    # finds it taken while A -> B -> A still alerts twice.
+    since = last.idempotency_key if last else "start"
+    reminder = f":reminder:{now:%Y%m%d%H}" if changes.reminder else ""
+    digest = hashlib.sha256(f"{since}->{fingerprint}{reminder}".encode()).hexdigest()[:32]
+    return _Plan(key=f"alert:{config.name}:{digest}", fingerprint=fingerprint,
+                 problems=problems,
+                 message=Message(report, rendered, "alert", changes, language=language))
+
+
+def _deliver_one(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
+                 settings: Settings, store: Store, run_id: int, *, now: datetime,
+                 deadline: float | None, force: bool, dry_run: bool,
+                 credentials: Credentials | None,
+                 session: requests.Session | None) -> DeliveryOutcome:
+    from drs_report.channels import load_channel
+
+    channel = load_channel(config, settings=settings, credentials=credentials, session=session)
+    outcome = DeliveryOutcome(config.name, config.type, config.mode, "skipped", "",
+                              destination=channel.describe_destination())
+    plan = _plan(config, report, rendered, settings, store, now)
+    if isinstance(plan, str):
+        if not force:
+            outcome.reason = plan
+            return outcome
+        plan = _Plan(key=f"{config.mode}:{config.name}:forced",
+                     message=Message(report, rendered, config.mode, language=report.language))
+    if dry_run:
+        outcome.status = "dry-run"
+        outcome.size = channel.preview_size(plan.message)
+        outcome.reason = f"would send the {plan.message.kind} (key {plan.key})"
+        return outcome
+    key = f"{plan.key}:force:{run_id}" if force else plan.key
+    if not store.claim_delivery(key, run_id=run_id, channel=config.name, mode=config.mode,
+                                now=now):
+        outcome.reason = f"already sent or being sent by another run ({plan.key})"
+        return outcome
+    max_attempts = settings.delivery.max_attempts
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            channel.send(plan.message)
+        except DeliveryError as e:
+            message = logs.redact(str(e))
+            store.record_attempt(run_id=run_id, channel=config.name, channel_type=config.type,
+                                 mode=config.mode, idempotency_key=key, attempt=attempt,
+                                 ok=False, permanent=e.permanent, error=message,
+                                 at=datetime.now(timezone.utc))
+            delay = _backoff(attempt, getattr(e, "retry_after", None))
+            out_of_time = deadline is not None and time.monotonic() + delay >= deadline
+            if e.permanent or attempt >= max_attempts or out_of_time:
+                store.finish_delivery(key, sent=False, now=now)
+                outcome.status, outcome.attempts = "failed", attempt
+                outcome.reason = message + ("" if e.permanent else
+                                            f" (gave up after {attempt} attempts)")
+                return outcome
+            time.sleep(delay)
+            continue
+        store.record_attempt(run_id=run_id, channel=config.name, channel_type=config.type,
+                             mode=config.mode, idempotency_key=key, attempt=attempt, ok=True,
+                             permanent=False, error=None, at=datetime.now(timezone.utc))
+        store.finish_delivery(key, sent=True, now=now, fingerprint=plan.fingerprint,
+                              problems=plan.problems or tuple(
+                                  f"{k}={v}" for k, v in sorted(report.problem_map().items())))
+        outcome.status, outcome.attempts = "sent", attempt
+        outcome.reason = f"{plan.message.kind} delivered"
+        return outcome
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(float(retry_after), 60.0)
+    ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)

@@ -1,0 +1,29 @@
+"""Every environment variable drs-report reads, in one place.
+
+An explicit argument (CLI flag, config key, FunctionGraph context) beats the environment.
+"""
+
+from __future__ import annotations
+
+# The huaweicloud SDK's own names, so one set of variables serves the SDK and us.
+AK = "HUAWEICLOUD_SDK_AK"
+SK = "HUAWEICLOUD_SDK_SK"
+SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
+
+# Path of the TOML configuration inside FunctionGraph (default: config.toml beside index.py).
+CONFIG_PATH = "DRS_REPORT_CONFIG"
+
+# Scalar settings may come from the environment: DRS_REPORT_<SECTION>_<KEY>, e.g.
+# DRS_REPORT_STORE_URL or DRS_REPORT_DRS_PROJECT_ID. The environment wins over the file, so
+# a function's user data can override the config.toml shipped in its zip.
+SETTING_PREFIX = "DRS_REPORT_"
+
+# Log level for the CLI and the function: DEBUG, INFO (default), WARNING, ERROR.
+LOG_LEVEL = "DRS_REPORT_LOG_LEVEL"
+
+# FunctionGraph sets these in every instance; their presence tells us where we run.
+FUNCTIONGRAPH_MARKERS = ("RUNTIME_FUNC_NAME", "RUNTIME_PROJECT_ID")
+
+# The tests' PostgreSQL server (documented in README); else 127.0.0.1:5432.
+TEST_POSTGRES_URL = "DRS_REPORT_TEST_POSTGRES_URL"

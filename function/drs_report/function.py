@@ -1,0 +1,291 @@
+"""The FunctionGraph side: event, context, credentials, time budget, logging, summary.
+
+`index.handler(event, context)` calls `handle`. It accepts the TIMER trigger's event
+(`trigger_type: "TIMER"`, `user_event`: empty or a JSON string of overrides) and any other
+event as a manual, on-demand invocation (its own keys are read as overrides). Overrides:
+
+    {"mode": "digest"}  or {"modes": ["alert"]}   only channels of these modes
+    {"jobs": ["<job id>", ...]}                    only these configured jobs
+    {"force": true}    {"dry_run": true}
+
+It never raises: every outcome is a JSON-serialisable summary with a `status` of "ok",
+"delivery_failed", "config_error" or "error", so the function's monitoring shows what
+happened and a bad configuration is not retried by the platform as if it were transient.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drs_report import environment, logs
+from drs_report.errors import ConfigError, DrsReportError
+from drs_report.secrets import Credentials, credentials_from_environment
+
+log = logs.get_logger("function")
+
+OVERRIDE_KEYS = ("mode", "modes", "jobs", "force", "dry_run")
+# Keys a manual test event may carry besides overrides (FunctionGraph's own, or a timer's).
+EVENT_KEYS = ("version", "time", "trigger_type", "trigger_name", "user_event")
+
+
+@dataclass
+class Invocation:
+    trigger: str = "manual"
+    modes: list[str] | None = None
+    job_ids: list[str] | None = None
+    force: bool = False
+    dry_run: bool = False
+    trigger_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_event(event: Any) -> Invocation:
+    """The trigger and the overrides, from a TIMER event or a manual one."""
+    if isinstance(event, (bytes, str)):
+        event = _json_object(event, "event")
+    if event is None:
+        event = {}
+    if not isinstance(event, dict):
+        raise ConfigError("event", "expected a JSON object")
+    if event.get("trigger_type") == "TIMER":
+        invocation = Invocation(trigger="timer", trigger_name=event.get("trigger_name"))
+        user_event = event.get("user_event") or ""
+        overrides = _json_object(user_event, "user_event") if user_event else {}
+        _apply(invocation, overrides, "user_event")
+        return invocation
+    invocation = Invocation(trigger="manual")
+    overrides = {k: v for k, v in event.items() if k not in EVENT_KEYS}
+    _apply(invocation, overrides, "event")
+    return invocation
+
+
+def _json_object(text: Any, key: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, TypeError):
+        raise ConfigError(key, "is not valid JSON; expected e.g. {\"mode\": \"digest\"}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(key, "expected a JSON object such as {\"mode\": \"digest\"}")
+    return data
+
+
+def _apply(invocation: Invocation, overrides: Mapping[str, Any], where: str) -> None:
+    import difflib
+
+    for key in overrides:
+        if key not in OVERRIDE_KEYS:
+            hint = difflib.get_close_matches(key, OVERRIDE_KEYS, n=1)
+            fix = f"did you mean '{hint[0]}'?" if hint else f"use {', '.join(OVERRIDE_KEYS)}"
+            raise ConfigError(f"{where}.{key}", f"unknown override; {fix}")
+    modes = overrides.get("modes", overrides.get("mode"))
+    if modes is not None:
+        modes = [modes] if isinstance(modes, str) else modes
+        if not isinstance(modes, list) or not all(m in ("digest", "alert") for m in modes):
+            raise ConfigError(f"{where}.mode", 'expected "digest" or "alert" (or a list)')
+        invocation.modes = modes
+    jobs = overrides.get("jobs")
+    if jobs is not None:
+        if not isinstance(jobs, list) or not all(isinstance(j, str) for j in jobs):
+            raise ConfigError(f"{where}.jobs", "expected a list of job ids")
+        invocation.job_ids = jobs
+    for flag in ("force", "dry_run"):
+        if flag in overrides:
+            if not isinstance(overrides[flag], bool):
+                raise ConfigError(f"{where}.{flag}", "expected true or false")
+            setattr(invocation, flag, overrides[flag])
+
+
+class FunctionEnvironment(Mapping[str, str]):
+    """The process environment, falling back to the function's user data (getUserData).
+
+    FunctionGraph hands a function's environment variables to the code through the context;
+    looking names up lazily serves both DRS_REPORT_* settings and ${NAME} references.
+    """
+
+    def __init__(self, context: Any, base: Mapping[str, str] | None = None) -> None:
+        self._context = context
+        self._base = dict(os.environ if base is None else base)
+        self._probed: dict[str, str] = {}
+        from drs_report.config import _SECTION_KEYS  # every DRS_REPORT_<SECTION>_<KEY>
+
+        names = [environment.CONFIG_PATH, environment.LOG_LEVEL, environment.AK,
+                 environment.SK, environment.SECURITY_TOKEN, environment.PROJECT_ID]
+        names += [f"{environment.SETTING_PREFIX}{section.upper()}_{key.upper()}"
+                  for section, keys in _SECTION_KEYS.items() if section != "job"
+                  for key in keys]
+        for name in names:
+            if name not in self._base:
+                value = self._user_data(name)
+                if value:
+                    self._probed[name] = value
+
+    def _user_data(self, name: str) -> str | None:
+        getter = getattr(self._context, "getUserData", None)
+        if getter is None:
+            return None
+        try:
+            value = getter(name)
+        except Exception:  # some runtimes raise for unknown keys instead of returning ""
+            return None
+        return str(value) if value else None
+
+    def __getitem__(self, name: str) -> str:
+        if name in self._base:
+            return self._base[name]
+        if name in self._probed:
+            return self._probed[name]
+        value = self._user_data(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._base
+        yield from (k for k in self._probed if k not in self._base)
+
+    def __len__(self) -> int:
+        return len(set(self._base) | set(self._probed))
+
+
+def agency_credentials(context: Any) -> Credentials | None:
+    """Temporary credentials of the function's agency, if it has one."""
+    try:
+        ak = context.getSecurityAccessKey()
+        sk = context.getSecuritySecretKey()
+        token = context.getSecurityToken()
+    except AttributeError:
+        return None
+    if not ak or not sk:
+        return None
+    return Credentials.of(str(ak), str(sk), str(token) if token else None)
+
+
+class ContextLogHandler(logging.Handler):
+    """Python logging -> FunctionGraph's logger, each line with the request id."""
+
+    def __init__(self, context: Any, request_id: str) -> None:
+        super().__init__()
+        self._logger = context.getLogger()
+        self._request_id = request_id
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = f"[{self._request_id}] {self.format(record)}"
+            if record.levelno >= logging.ERROR:
+                method = getattr(self._logger, "error", None)
+            elif record.levelno >= logging.WARNING:
+                method = getattr(self._logger, "warning", None) or getattr(
+                    self._logger, "warn", None)
+            elif record.levelno >= logging.INFO:
+                method = getattr(self._logger, "info", None)
+            else:
+                method = getattr(self._logger, "debug", None)
+            (method or print)(line)
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging(context: Any, request_id: str, level: str) -> logging.Handler:
+    handler: logging.Handler
+    if context is not None and hasattr(context, "getLogger"):
+        handler = ContextLogHandler(context, request_id)
+    else:
+        import sys
+
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s [{request_id}] %(levelname)s %(name)s: %(message)s"))
+    logs.install(handler)
+    root = logging.getLogger(logs.LOGGER_NAME)
+    root.handlers = [handler]
+    root.propagate = False
+    root.setLevel(level.upper() if level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
+                  else "INFO")
+    return handler
+
+
+def handle(event: Any, context: Any, *, code_dir: Path | None = None) -> dict[str, Any]:
+    started = time.monotonic()
+    request_id = ""
+    if context is not None and hasattr(context, "getRequestID"):
+        request_id = str(context.getRequestID() or "")
+    environ = FunctionEnvironment(context)
+    _setup_logging(context, request_id, environ.get(environment.LOG_LEVEL, "INFO"))
+    summary: dict[str, Any]
+    try:
+        summary = _run(event, context, environ, code_dir, started)
+    except ConfigError as e:
+        log.error("configuration error: %s", e)
+        summary = {"status": "config_error", "error": str(e)}
+    except DrsReportError as e:
+        log.error("run failed: %s", e)
+        summary = {"status": "error", "error": str(e)}
+    except Exception as e:  # a bug: report it in one line; details at DEBUG
+        log.debug("unexpected error", exc_info=True)
+        log.error("internal error: %s", type(e).__name__)
+        summary = {"status": "error", "error": f"internal error: {type(e).__name__}: {e}"}
+    summary["request_id"] = request_id
+    summary["duration_seconds"] = round(time.monotonic() - started, 3)
+    redacted: dict[str, Any] = _redacted(summary)
+    return redacted
+
+
+def _run(event: Any, context: Any, environ: FunctionEnvironment, code_dir: Path | None,
+         started: float) -> dict[str, Any]:
+    from drs_report.config import load_settings
+    from drs_report.pipeline import run_cycle
+
+    invocation = parse_event(event)
+    path_text = environ.get(environment.CONFIG_PATH)
+    config_path: Path | None
+    if path_text:
+        named = Path(path_text)
+        config_path = code_dir / named if not named.is_absolute() and code_dir else named
+    else:
+        default = (code_dir or Path.cwd()) / "config.toml"
+        config_path = default if default.is_file() else None
+    settings = load_settings(config_path, environ)
+    credentials = (agency_credentials(context) if context is not None else None) or \
+        credentials_from_environment(environ)
+    if credentials is None:
+        raise ConfigError(environment.AK, "no credentials: give the function an agency with "
+                                          "DRS read access, or set HUAWEICLOUD_SDK_AK/SK")
+    deadline = None
+    remaining = getattr(context, "getRemainingTimeInMilliSeconds", None)
+    if remaining is not None:
+        deadline = started + float(remaining()) / 1000.0
+    log.info("%s invocation%s", invocation.trigger,
+             f" by {invocation.trigger_name}" if invocation.trigger_name else "")
+    result = run_cycle(settings, credentials, trigger=invocation.trigger, deadline=deadline,
+                       force=invocation.force, dry_run=invocation.dry_run,
+                       job_ids=invocation.job_ids, modes=invocation.modes)
+    summary = result.summary()
+    summary["status"] = "delivery_failed" if result.delivery_failed else "ok"
+    return summary
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return logs.redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value

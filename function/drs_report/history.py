@@ -1,0 +1,72 @@
+"""`drs-report history`: the stored readings of one job, newest last."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any, TextIO
+
+from drs_report.config import Settings
+from drs_report.pipeline import EXIT_OK
+
+_COLUMNS = [
+    ("taken_at", 20), ("transfer_status", 24), ("progress", 8), ("incre_trans_delay", 9),
+    ("remaining_time", 9), ("error", 30),
+]
+
+
+def show_history(settings: Settings, job_id: str, *, since_seconds: float,
+                 output_format: str, out: TextIO) -> int:
+    from drs_report.store import Store
+
+    store = Store.open(settings.store.url)
+    try:
+        store.upgrade()
+        since = datetime.now(timezone.utc) - timedelta(seconds=since_seconds)
+        readings = store.readings(job_id, since)
+    finally:
+        store.close()
+    if output_format == "json":
+        out.write(json.dumps(readings, ensure_ascii=False, indent=2) + "\n")
+        return EXIT_OK
+    if not readings:
+        out.write(f"no readings of {job_id} since {since:%Y-%m-%d %H:%M} UTC\n")
+        return EXIT_OK
+    out.write("  ".join(name.ljust(width) for name, width in _COLUMNS).rstrip() + "\n")
+    for reading in readings:
+        out.write("  ".join(_cell(reading, name).ljust(width)[:max(width, 1) + 40]
+                            for name, width in _COLUMNS).rstrip() + "\n")
+        for comp in reading["comparisons"]:
+            out.write(f"    comparison {comp['compare_job_id']}: {_compare_cell(comp)}\n")
+    return EXIT_OK
+
+
+def _cell(reading: dict[str, Any], name: str) -> str:
+    value = reading.get(name)
+    if name == "taken_at":
+        return str(value)[:19].replace("T", " ")
+    if name == "error":
+        error = reading.get("error")
+        if error:
+            return f"{error['kind']}: {' '.join(str(error['message']).split())[:60]}"
+        if reading.get("error_code"):
+            return f"{reading['error_code']}: {' '.join(str(reading['error_msg']).split())[:60]}"
+        return ""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return " ".join(str(value).split())
+
+
+def _compare_cell(comp: dict[str, Any]) -> str:
+    if comp.get("error"):
+        return f"{comp['error']['kind']}: {comp['error']['message']}"
+    parts = []
+    full, incre = comp.get("full_info"), comp.get("incre_info")
+    if full:
+        parts.append(f"full {full.get('progress')}% recheck {full.get('recheck_entities')}")
+    if incre:
+        parts.append(f"incremental delay {incre.get('delay')} log point {incre.get('log_point')}"
+                     f" recheck {incre.get('recheck_entities')}")
+    return "; ".join(parts) or "-"

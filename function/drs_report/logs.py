@@ -1,0 +1,77 @@
+"""Logging set-up: one line per event, secrets masked before anything is written."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from drs_report.secrets import Redactor
+
+LOGGER_NAME = "drs_report"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks every known secret in the formatted message and in exception text.
+
+    The message is rendered here (args merged in) so a secret passed as an argument is
+    masked too; handlers then see a plain string.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redactor(
+                logging.Formatter().formatException(record.exc_info)
+            )
+            record.exc_info = None
+        return True
+
+
+_redactor = Redactor()
+_filter = RedactingFilter(_redactor)
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Register secret values to be masked in every log line from now on."""
+    _redactor.add(secrets)
+
+
+def redact(text: str) -> str:
+    """Mask every registered secret in free text (error messages, report fields)."""
+    return _redactor(text)
+
+
+def install(handler: logging.Handler) -> None:
+    """Attach the redacting filter to a handler (handlers, not loggers, see every record)."""
+    if _filter not in handler.filters:
+        handler.addFilter(_filter)
+
+
+def configure(level: str | int = "INFO", *, stream: object = None) -> logging.Handler:
+    """CLI logging: to stderr, redacted, with the level from the flag or environment."""
+    import sys
+
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    install(handler)
+    root = logging.getLogger(LOGGER_NAME)
+    root.handlers = [handler]
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    root.propagate = False
+    # The libraries we drive log URLs and headers at DEBUG; route them through the filter too.
+    for name in ("urllib3", "sqlalchemy", "alembic", "huaweicloudsdkcore"):
+        lib = logging.getLogger(name)
+        lib.handlers = [handler]
+        lib.propagate = False
+        # Libraries speak only of warnings, unless the user asked for DEBUG.
+        lib.setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
+    return handler

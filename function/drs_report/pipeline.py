@@ -1,0 +1,175 @@
+"""One cycle, in one direction: settings -> fetch -> store -> analyse -> render -> deliver.
+
+The CLI (`drs-report run`, `demo`) and the FunctionGraph handler both call `run_cycle`.
+Only the client, the store and the channels touch the outside world, and each is handed
+in (or built here from settings), so tests pass real local servers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drs_report import logs
+from drs_report.config import Settings
+from drs_report.secrets import Credentials
+
+if TYPE_CHECKING:
+    import requests
+
+    from drs_report.analysis import Report
+    from drs_report.delivery import DeliveryOutcome
+    from drs_report.store import Store
+
+log = logs.get_logger("pipeline")
+
+# File names of the rendered report, by format; a public contract (README, `demo`).
+REPORT_FILES = {
+    "html": "report.html", "md": "report.md", "txt": "report.txt", "json": "report.json",
+}
+
+EXIT_OK = 0
+EXIT_NO_REPORT = 1
+EXIT_USAGE = 2
+EXIT_DELIVERY_FAILED = 3
+
+
+@dataclass
+class RunResult:
+    """What one cycle did; `summary()` is what the function returns and the CLI logs."""
+
+    run_id: int | None
+    report: Report
+    outputs: dict[str, Path]
+    deliveries: list[DeliveryOutcome] = field(default_factory=list)
+    partial: bool = False
+    errors: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def delivery_failed(self) -> bool:
+        return any(d.failed for d in self.deliveries)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_DELIVERY_FAILED if self.delivery_failed else EXIT_OK
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "counts": self.report.counts(),
+            "jobs": len(self.report.jobs),
+            "partial": self.partial,
+            "outputs": {fmt: str(path) for fmt, path in self.outputs.items()},
+            "deliveries": [d.to_dict() for d in self.deliveries],
+            "errors": [logs.redact(e) for e in self.errors],
+            "duration_seconds": round(self.duration_seconds, 3),
+        }
+
+
+def run_cycle(
+    settings: Settings,
+    credentials: Credentials,
+    *,
+    trigger: str = "cli",
+    deadline: float | None = None,
+    now: datetime | None = None,
+    session: requests.Session | None = None,
+    store: Store | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    job_ids: Sequence[str] | None = None,
+    modes: Sequence[str] | None = None,
+) -> RunResult:
+    """Fetch, store, analyse, render and deliver once.
+
+    `deadline` is a `time.monotonic()` value: fetching stops `settings.run.safety_margin_seconds`
+    before it, and what was fetched is stored, reported (marked partial) and delivered.
+    `job_ids` narrows the configured jobs (a FunctionGraph `user_event` override); `modes`
+    narrows the channels to those modes.
+    """
+    from drs_report.analysis import analyse
+    from drs_report.client import DrsClient
+    from drs_report.delivery import deliver
+    from drs_report.render import render_all
+    from drs_report.store import Store
+
+    started = time.monotonic()
+    logs.add_secrets(credentials.secrets())
+    logs.add_secrets(settings.secret_values())
+    if deadline is None and settings.run.time_budget_seconds is not None:
+        deadline = started + settings.run.time_budget_seconds
+    fetch_deadline = None if deadline is None else deadline - settings.run.safety_margin_seconds
+
+    jobs = settings.jobs
+    if job_ids:
+        wanted = set(job_ids)
+        jobs = tuple(j for j in jobs if j.id in wanted)
+
+    own_store = store is None
+    if store is None:
+        store = Store.open(settings.store.url)
+    try:
+        store.upgrade()
+        with DrsClient(settings.drs, credentials, session=session) as client:
+            snapshot = client.fetch(jobs, settings.discovery, deadline=fetch_deadline)
+        taken_at = snapshot.taken_at
+        current = now or datetime.now(timezone.utc)
+        run_id = store.begin_run(trigger=trigger, started_at=taken_at)
+        store.save_snapshot(run_id, snapshot)
+        history = store.history(
+            [j.job_id for j in snapshot.jobs],
+            since=current - timedelta(hours=settings.report.trend_hours),
+        )
+        previous = store.previous_report(before_run_id=run_id)
+        report = analyse(snapshot, history, previous, settings, now=current)
+        rendered = render_all(report, settings)
+        outputs = write_outputs(rendered, settings.report.output_dir)
+        store.save_reports(run_id, rendered)
+        deliveries = deliver(
+            report, rendered, settings, store, run_id,
+            now=current, deadline=deadline, force=force, dry_run=dry_run,
+            credentials=credentials, modes=modes,
+        )
+        result = RunResult(
+            run_id=run_id, report=report, outputs=outputs, deliveries=deliveries,
+            partial=snapshot.partial, errors=list(snapshot.errors),
+            duration_seconds=time.monotonic() - started,
+        )
+        store.finish_run(
+            run_id,
+            outcome="delivery_failed" if result.delivery_failed else "ok",
+            counts=report.counts(),
+            errors=[logs.redact(e) for e in result.errors],
+            partial=result.partial,
+            finished_at=datetime.now(timezone.utc),
+        )
+        store.prune(
+            retention_days=settings.store.retention_days,
+            report_retention_days=settings.store.report_retention_days,
+            batch_size=settings.store.prune_batch_size,
+            now=current,
+        )
+        return result
+    finally:
+        if own_store:
+            store.close()
+
+
+def write_outputs(rendered: Mapping[str, str], output_dir: Path) -> dict[str, Path]:
+    """Write each format atomically, so a reader never sees half a report."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for fmt, filename in REPORT_FILES.items():
+        if fmt not in rendered:
+            continue
+        target = output_dir / filename
+        tmp = target.with_name(f".{filename}.tmp")
+        tmp.write_text(rendered[fmt], encoding="utf-8")
+        tmp.replace(target)
+        written[fmt] = target
+    return written

@@ -1,0 +1,353 @@
+"""Render a Report as HTML email, chat Markdown, plain text and JSON.
+
+Words come from the templates (reports/templates/) and the message catalogue
+(drs_report/locales/); Python only chooses which template, how much fits, and how text from
+the API is made inert in each format:
+
+    html      autoescape, and URLs defanged ("http[:]//...") so mail clients do not link them
+    markdown  CommonMark backslash escapes, mentions and URLs defanged
+    chat      each app's own flavour; characters that would format, link or mention are
+              replaced by look-alikes (apps differ in whether they honour backslashes)
+    text      control and bidi characters removed, lines joined
+    json      data: the API's strings as they came (JSON quoting makes them inert)
+
+Sizes: HTML at most 100 KB (mail clients clip larger bodies), chat Markdown at most the
+channel's limit (4,096 bytes for report.md). What does not fit is folded — healthy jobs into
+counts, the least severe problems into "and N more" — never cut mid-line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from drs_report import __version__
+from drs_report.analysis import Health, Problem, ProblemChanges, Report
+from drs_report.config import Settings
+
+HTML_MAX_BYTES = 100 * 1024
+MARKDOWN_MAX_BYTES = 4096
+DIALECTS = ("markdown", "slack", "teams", "feishu", "dingtalk", "wecom")
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]+")
+_URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(//)")
+_WWW = re.compile(r"(?i)\bwww\.")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|!~{}()])")
+# Look-alikes (full-width forms and similar) that no chat app reads as markup.
+_LOOKALIKE = str.maketrans({
+    "[": "\uff3b", "]": "\uff3d", "<": "\u2039", ">": "\u203a", "`": "\u02cb",
+    "*": "\u2217", "#": "\uff03", "|": "\uff5c", "~": "\uff5e", "@": "\uff20",
+    "(": "\uff08", ")": "\uff09", "!": "\u01c3", "\\": "\uff3c",
+})
+_SLACK_LOOKALIKE = {k: v for k, v in _LOOKALIKE.items() if k not in (ord("<"), ord(">"))}
+_FULLWIDTH_LOW_LINE = "\uff3f"
+_LONE_UNDERSCORE = re.compile(r"(?<!\w)_|_(?!\w)")
+
+
+# -- making API text inert -------------------------------------------------------------------
+
+
+def plain(value: Any) -> str:
+    """One line of text: no control or bidi characters, whitespace collapsed."""
+    text = "" if value is None else str(value)
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def defang(text: str) -> str:
+    """'http://x' -> 'http[:]//x', 'www.x' -> 'www[.]x': no client turns these into links."""
+    return _WWW.sub("www[.]", _URL_SCHEME.sub(r"\1[:]\2", text))
+
+
+def text_inert(value: Any) -> str:
+    return defang(plain(value))
+
+
+def md_inert(value: Any) -> str:
+    """CommonMark: every character that could format, link, or embed is escaped."""
+    text = _MD_SPECIAL.sub(r"\\\1", text_inert(value))
+    return text.replace("@", "@\u2060")  # word joiner: '@all' no longer reads as a mention
+
+
+def chat_inert(value: Any) -> str:
+    """Chat apps: look-alike characters, since not every app honours backslash escapes."""
+    text = text_inert(value).translate(_LOOKALIKE)
+    return _LONE_UNDERSCORE.sub(_FULLWIDTH_LOW_LINE, text)
+
+
+def slack_inert(value: Any) -> str:
+    """Slack mrkdwn: & < > escaped as Slack asks, the rest as for other chat apps."""
+    text = text_inert(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.translate(_SLACK_LOOKALIKE)
+    return _LONE_UNDERSCORE.sub(_FULLWIDTH_LOW_LINE, text)
+
+
+_ESCAPERS: dict[str, Callable[[Any], str]] = {
+    "markdown": md_inert, "slack": slack_inert, "teams": chat_inert, "feishu": chat_inert,
+    "dingtalk": chat_inert, "wecom": chat_inert, "text": text_inert,
+}
+
+
+# -- the message catalogue --------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def catalogue(language: str) -> dict[str, str]:
+    text = resources.files("drs_report").joinpath(f"locales/{language}.json").read_text("utf-8")
+    data: dict[str, str] = json.loads(text)
+    if language != "en-us":
+        return {**catalogue("en-us"), **data}
+    return data
+
+
+class Words:
+    """`t("reason.stalled", minutes=40)` in templates, in the report's language."""
+
+    def __init__(self, language: str, time_zone: str) -> None:
+        self.language = language
+        self.messages = catalogue(language)
+        self.time_zone = time_zone
+
+    def __call__(self, key: str, **params: Any) -> str:
+        template = self.messages.get(key, key)
+        try:
+            return template.format(**params)
+        except (KeyError, IndexError, ValueError):
+            return template
+
+    def duration(self, seconds: Any) -> str:
+        if seconds is None:
+            return self("none")
+        total = round(float(seconds))
+        if total < 0:
+            total = 0
+        days, rest = divmod(total, 86400)
+        hours, rest = divmod(rest, 3600)
+        minutes, secs = divmod(rest, 60)
+        units = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+        parts = [f"{n}{self(f'unit.{u}')}" for n, u in units if n]
+        sep = "" if self.language == "zh-cn" else " "
+        return sep.join(parts[:2]) if parts else f"0{self('unit.s')}"
+
+    def percent(self, value: Any) -> str:
+        if value is None:
+            return self("none")
+        return f"{float(value):.1f}%".replace(".0%", "%")
+
+    def state(self, value: Any) -> str:
+        if not value:
+            return self("none")
+        return self.messages.get(f"state.{value}", str(value))
+
+    def when(self, value: datetime) -> str:
+        from zoneinfo import ZoneInfo
+
+        local = value.astimezone(ZoneInfo(self.time_zone))
+        return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or self.time_zone)
+
+    def reason(self, problem: Problem, esc: Callable[[Any], str]) -> str:
+        """The reason's sentence; API text in it goes through `esc`, our words do not."""
+        p = problem.params
+        values: dict[str, Any] = {}
+        for key, value in p.items():
+            if key in ("delay", "threshold"):
+                values[key] = self.duration(value)
+            elif key == "progress":
+                values[key] = self.percent(value)
+            elif key == "state" and f"state.{value}" in self.messages:
+                values[key] = self.state(value)
+            else:
+                values[key] = esc(value)
+        values["compare"] = esc(short_id(problem.compare_job_id))
+        return self(f"reason.{problem.code}", **values)
+
+    @staticmethod
+    def detail(problem: Problem) -> str | None:
+        """The service's own words for a problem (error code and message), if any."""
+        p = problem.params
+        code, message = p.get("error_code"), p.get("error_msg") or p.get("message")
+        if code and message:
+            return f"{code}: {message}"
+        return str(message or code) if (message or code) else None
+
+
+def short_id(value: str | None) -> str:
+    return value.split("-", 1)[0] if value else ""
+
+
+# -- Jinja2 --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def environment(templates_dir: str | None) -> Any:
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+    loaders = [FileSystemLoader(templates_dir)] if templates_dir else []
+    loaders.append(FileSystemLoader(str(TEMPLATES_DIR)))
+    env = Environment(
+        loader=ChoiceLoader(loaders),
+        autoescape=lambda name: name is not None and ".html" in name,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["short_id"] = short_id
+    env.filters["defang"] = lambda v: defang(plain(v))
+    env.globals["Health"] = Health
+    return env
+
+
+def _context(report: Report, settings: Settings | None, language: str, **extra: Any
+             ) -> dict[str, Any]:
+    time_zone = settings.report.time_zone if settings else "UTC"
+    words = Words(language, time_zone)
+    return {
+        "report": report, "t": words, "counts": report.counts(), "version": __version__,
+        "project": settings.drs.project_id if settings else "",
+        "title": report.title or words("title"), **extra,
+    }
+
+
+def _templates_dir(settings: Settings | None) -> str | None:
+    if settings is None or settings.report.templates_dir is None:
+        return None
+    return str(settings.report.templates_dir)
+
+
+# -- formats -----------------------------------------------------------------------------------
+
+
+def render_all(report: Report, settings: Settings) -> dict[str, str]:
+    """report.html, report.md, report.txt and report.json as text (+ html_full if folded)."""
+    language = report.language
+    html, html_full = _render_html(report, settings, language)
+    outputs = {
+        "html": html,
+        "md": render_chat(report, dialect="markdown", max_bytes=MARKDOWN_MAX_BYTES,
+                          settings=settings),
+        "txt": _render_text(report, settings, language),
+        "json": json.dumps(report.to_json(), ensure_ascii=False, indent=2, default=str) + "\n",
+    }
+    if html_full is not None:
+        outputs["html_full"] = html_full
+    return outputs
+
+
+# Folding ladders: each step shows less; the first that fits wins.
+_HTML_STEPS = [
+    {"sparklines": True, "healthy": "table", "max_problem_jobs": None},
+    {"sparklines": False, "healthy": "table", "max_problem_jobs": None},
+    {"sparklines": False, "healthy": "names", "max_problem_jobs": None},
+    {"sparklines": False, "healthy": "count", "max_problem_jobs": None},
+]
+
+
+def _render_html(report: Report, settings: Settings | None, language: str
+                 ) -> tuple[str, str | None]:
+    env = environment(_templates_dir(settings))
+    template = env.get_template("html/report.html.j2")
+
+    def render(step: Mapping[str, Any]) -> str:
+        html = template.render(_context(report, settings, language, esc=text_inert, **step))
+        return _inline_css(html)
+
+    full = render(_HTML_STEPS[0])
+    if len(full.encode()) <= HTML_MAX_BYTES:
+        return full, None
+    for step in _HTML_STEPS[1:]:
+        html = render(step)
+        if len(html.encode()) <= HTML_MAX_BYTES:
+            return html, full
+    # Still too big: fewer problem jobs, halving until it fits.
+    limit = len(report.problem_jobs)
+    while limit > 1:
+        limit //= 2
+        html = render({**_HTML_STEPS[-1], "max_problem_jobs": limit})
+        if len(html.encode()) <= HTML_MAX_BYTES:
+            return html, full
+    return render({**_HTML_STEPS[-1], "max_problem_jobs": 1}), full
+
+
+def _inline_css(html: str) -> str:
+    import css_inline  # heavy-ish and only for HTML: imported here, not at cold start
+
+    return str(css_inline.inline(html))
+
+
+def _render_text(report: Report, settings: Settings | None, language: str) -> str:
+    env = environment(_templates_dir(settings))
+    return str(env.get_template("txt/report.txt.j2").render(
+        _context(report, settings, language, esc=text_inert)))
+
+
+def render_chat(
+    report: Report,
+    *,
+    dialect: str,
+    max_bytes: int,
+    changes: ProblemChanges | None = None,
+    language: str | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """The report (or, with `changes`, an alert) in a chat app's Markdown, within max_bytes."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown chat dialect {dialect!r}")
+    language = language or report.language
+    env = environment(_templates_dir(settings))
+    template = env.get_template("chat/message.md.j2")
+    esc = _ESCAPERS[dialect]
+    slack = dialect == "slack"
+
+    def render(show_healthy: bool, max_problems: int | None) -> str:
+        problems = report.problems if max_problems is None else report.problems[:max_problems]
+        return str(template.render(_context(
+            report, settings, language, esc=esc, dialect=dialect,
+            bold=(lambda s: f"*{s}*") if slack else (lambda s: f"**{s}**"),
+            heading=(lambda s: f"*{s}*") if slack else (lambda s: f"### {s}"),
+            show_healthy=show_healthy, problems=problems,
+            hidden_problems=len(report.problems) - len(problems), changes=changes,
+        ))).strip() + "\n"
+
+    for show_healthy in (True, False):
+        text = render(show_healthy, None)
+        if len(text.encode()) <= max_bytes:
+            return text
+    low, high = 0, len(report.problems)
+    best = render(False, 0)
+    while low <= high:  # the most problems that still fit
+        middle = (low + high) // 2
+        text = render(False, middle)
+        if len(text.encode()) <= max_bytes:
+            best, low = text, middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
+def render_subject(report: Report, *, language: str | None = None,
+                   max_bytes: int | None = None) -> str:
+    """'[DRS] 2 critical, 1 warning - 14 jobs' (words from the catalogue)."""
+    words = Words(language or report.language, "UTC")
+    counts = report.counts()
+    total = len(report.jobs)
+    parts = [f"{counts[h.value]} {words(f'health.{h.value}')}"
+             for h in (Health.CRITICAL, Health.WARNING, Health.UNKNOWN) if counts[h.value]]
+    sep = words("subject.separator")
+    if parts:
+        subject = words("subject", parts=sep.join(parts), jobs=words("jobs_count", n=total))
+    else:
+        subject = words("subject", parts=words("subject.all_ok", n=total),
+                        jobs=words("jobs_count", n=total))
+    if report.partial:
+        subject += " " + words("subject.partial")
+    if max_bytes is not None:
+        while len(subject.encode()) > max_bytes and " " in subject:
+            subject = subject.rsplit(" ", 1)[0]
+    return subject

@@ -1,0 +1,7 @@
+"""Fixtures shared by every test module live in tests/fixtures/, one module per area."""
+
+pytest_plugins = [
+    "tests.fixtures.emulator",
+    "tests.fixtures.databases",
+    "tests.fixtures.receivers",
+]

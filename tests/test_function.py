@@ -1,0 +1,239 @@
+"""The FunctionGraph handler with a fake context (FunctionGraph itself cannot run here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drs_report.emulator import Emulator, Faults, generated_fleet
+from drs_report.errors import ConfigError
+from drs_report.function import FunctionEnvironment, parse_event
+from tests.fixtures.emulator import (
+    CANARY_AK,
+    CANARY_SK,
+    CANARY_TOKEN,
+    PROJECT_ID,
+    make_emulator,
+)
+
+FUNCTION_DIR = Path(__file__).resolve().parent.parent / "function"
+
+
+class FakeLogger:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(f"INFO {message}")
+
+    def warn(self, message: str) -> None:
+        self.lines.append(f"WARN {message}")
+
+    def error(self, message: str) -> None:
+        self.lines.append(f"ERROR {message}")
+
+    def debug(self, message: str) -> None:
+        self.lines.append(f"DEBUG {message}")
+
+
+class FakeContext:
+    """The context methods FunctionGraph's Python runtime offers, as its docs name them."""
+
+    def __init__(self, *, remaining_ms: int = 60_000, user_data: dict[str, str] | None = None,
+                 agency: bool = True) -> None:
+        self.logger = FakeLogger()
+        self._remaining_ms = remaining_ms
+        self._user_data = user_data or {}
+        self._agency = agency
+
+    def getRequestID(self) -> str:
+        return "req-7f3a"
+
+    def getRemainingTimeInMilliSeconds(self) -> int:
+        return self._remaining_ms
+
+    def getSecurityAccessKey(self) -> str:
+        return CANARY_AK if self._agency else ""
+
+    def getSecuritySecretKey(self) -> str:
+        return CANARY_SK if self._agency else ""
+
+    def getSecurityToken(self) -> str:
+        return CANARY_TOKEN if self._agency else ""
+
+    def getUserData(self, key: str) -> str:
+        return self._user_data.get(key, "")
+
+    def getLogger(self) -> FakeLogger:
+        return self.logger
+
+
+TIMER_EVENT = {"version": "v1.0", "time": "2026-11-22T08:00:00+08:00", "trigger_type": "TIMER",
+               "trigger_name": "drs-report-every-10-minutes", "user_event": ""}
+
+
+def write_config(directory: Path, emulator: Emulator, extra: str = "") -> Path:
+    jobs = "\n".join(
+        f'[[jobs]]\nid = "{j["id"]}"\ncompare_jobs = {json.dumps(j["compare_jobs"])}\n'
+        for j in emulator.jobs_config())
+    path = directory / "config.toml"
+    path.write_text(f'[drs]\nregion = "cn-north-4"\nendpoint = "{emulator.url}"\n'
+                    f'backoff_base = 0.01\n\n{jobs}\n[store]\nurl = "sqlite:///history.db"\n'
+                    f'[report]\noutput_dir = "out"\n{extra}', encoding="utf-8")
+    return path
+
+
+def handle(event: Any, context: Any, code_dir: Path) -> dict[str, Any]:
+    from drs_report.function import handle as real_handle
+
+    return real_handle(event, context, code_dir=code_dir)
+
+
+def test_timer_event_runs_a_cycle_with_agency_credentials(emulator: Emulator,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.delenv("HUAWEICLOUD_SDK_AK", raising=False)
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)  # FunctionGraph sets it
+    write_config(tmp_path, emulator)
+    context = FakeContext()
+    summary = handle(TIMER_EVENT, context, tmp_path)
+    assert summary["status"] == "ok", summary
+    assert summary["counts"] == {"CRITICAL": 2, "WARNING": 3, "UNKNOWN": 2, "OK": 3}
+    assert summary["request_id"] == "req-7f3a" and summary["partial"] is False
+    json.dumps(summary)  # JSON-serialisable, as FunctionGraph needs
+    # The emulator requires the security token: the agency's token was signed and sent.
+    assert emulator.statuses.get(401) is None
+    assert any("[req-7f3a]" in line and "timer invocation" in line
+               for line in context.logger.lines)
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_a_short_time_budget_gives_a_partial_report(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)
+    with make_emulator(scenario=generated_fleet(60, 1),
+                       faults=Faults(latency_ms=200)) as slow:
+        write_config(tmp_path, slow, "[run]\nsafety_margin_seconds = 1\n")
+        text = (tmp_path / "config.toml").read_text().replace(
+            "backoff_base = 0.01", "backoff_base = 0.01\nbatch_size = 5\nmax_workers = 2")
+        (tmp_path / "config.toml").write_text(text)
+        summary = handle({}, FakeContext(remaining_ms=2500), tmp_path)
+    assert summary["status"] == "ok", summary
+    assert summary["partial"] is True
+    assert summary["counts"]["UNKNOWN"] > 0
+    assert summary["duration_seconds"] < 2.5
+
+
+def test_user_event_overrides(emulator: Emulator, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)
+    write_config(tmp_path, emulator)
+    orders = "9a470239-2308-4bb5-a6bc-1040402fjb21"
+    event = dict(TIMER_EVENT, user_event=json.dumps({"jobs": [orders], "mode": "digest"}))
+    summary = handle(event, FakeContext(), tmp_path)
+    assert summary["status"] == "ok" and summary["jobs"] == 1
+
+
+def test_bad_user_event_is_a_config_error_summary(tmp_path: Path) -> None:
+    summary = handle(dict(TIMER_EVENT, user_event='{"mdoe": "digest"}'), FakeContext(),
+                     tmp_path)
+    assert summary["status"] == "config_error"
+    assert "user_event.mdoe" in summary["error"] and "did you mean 'mode'?" in summary["error"]
+
+
+def test_bad_configuration_is_returned_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[drs]\nregion = "nowhere"\n')
+    summary = handle({}, FakeContext(), tmp_path)
+    assert summary["status"] == "config_error"
+    assert summary["error"].startswith("drs.region:")
+
+
+def test_settings_from_user_data(emulator: Emulator, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)
+    path = write_config(tmp_path, emulator)
+    path.rename(tmp_path / "elsewhere.toml")
+    context = FakeContext(user_data={"DRS_REPORT_CONFIG": "elsewhere.toml",
+                                     "DRS_REPORT_STORE_URL": f"sqlite:///{tmp_path / 'u.db'}"})
+    summary = handle({}, context, tmp_path)
+    assert summary["status"] == "ok", summary
+    assert (tmp_path / "u.db").is_file()
+
+
+def test_environment_credentials_when_there_is_no_agency(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)
+    write_config(tmp_path, emulator)
+    for name, value in (("HUAWEICLOUD_SDK_AK", CANARY_AK), ("HUAWEICLOUD_SDK_SK", CANARY_SK),
+                        ("HUAWEICLOUD_SDK_SECURITY_TOKEN", CANARY_TOKEN)):
+        monkeypatch.setenv(name, value)
+    summary = handle({}, FakeContext(agency=False), tmp_path)
+    assert summary["status"] == "ok", summary
+
+
+def test_no_credentials_at_all(tmp_path: Path, emulator: Emulator,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)
+    monkeypatch.delenv("HUAWEICLOUD_SDK_AK", raising=False)
+    write_config(tmp_path, emulator)
+    summary = handle({}, FakeContext(agency=False), tmp_path)
+    assert summary["status"] == "config_error" and "agency" in summary["error"]
+
+
+def test_event_parsing() -> None:
+    assert parse_event(TIMER_EVENT).trigger == "timer"
+    invocation = parse_event(dict(TIMER_EVENT, user_event='{"force": true, "modes": ["alert"]}'))
+    assert invocation.force and invocation.modes == ["alert"]
+    assert parse_event({"dry_run": True}).dry_run
+    assert parse_event(None).trigger == "manual"
+    with pytest.raises(ConfigError):
+        parse_event(dict(TIMER_EVENT, user_event="not json"))
+    with pytest.raises(ConfigError):
+        parse_event({"jobs": "one"})
+
+
+def test_user_data_fills_the_environment() -> None:
+    env = FunctionEnvironment(FakeContext(user_data={"SMTP_PASSWORD": "x",
+                                                     "DRS_REPORT_STORE_URL": "sqlite://"}),
+                              base={"HOME": "/root"})
+    assert env["SMTP_PASSWORD"] == "x" and "DRS_REPORT_STORE_URL" in set(env)
+    assert "NOPE" not in env
+
+
+def test_cold_path_imports_only_what_a_run_needs(emulator: Emulator, tmp_path: Path) -> None:
+    """A fresh interpreter: import index, run a SQLite cycle, list what got imported."""
+    write_config(tmp_path, emulator)
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(FUNCTION_DIR)!r})
+import index
+class Ctx:
+    def getRemainingTimeInMilliSeconds(self): return 60000
+    def getSecurityAccessKey(self): return {CANARY_AK!r}
+    def getSecuritySecretKey(self): return {CANARY_SK!r}
+    def getSecurityToken(self): return {CANARY_TOKEN!r}
+    def getUserData(self, key): return ""
+    def getRequestID(self): return "r"
+print(json.dumps([index.handler({{}}, Ctx())["status"], sorted(sys.modules)]))
+"""
+    env = {"RUNTIME_PROJECT_ID": PROJECT_ID, "PATH": "/usr/bin:/bin",
+           "DRS_REPORT_CONFIG": str(tmp_path / "config.toml")}
+    # The first instance creates the schema (Alembic); the second finds it current, as
+    # every later cold start does.
+    for _ in range(2):
+        code = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120, check=False, env=env)
+    status, modules = json.loads(code.stdout.strip().splitlines()[-1])
+    assert status == "ok", code.stderr[-2000:]
+    loaded = set(modules)
+    for lazy in ("drs_report.cli", "argparse", "alembic", "drs_report.emulator", "psycopg",
+                 "drs_report.channels.smtp", "drs_report.channels.chat", "aiosmtpd",
+                 "huaweicloudsdkdrs", "drs_report.packaging"):
+        assert lazy not in loaded, f"{lazy} was imported on the cold path"
+    assert "css_inline" in loaded  # the HTML report needs it; imported only then

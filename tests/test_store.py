@@ -1,0 +1,269 @@
+"""The snapshot store, on SQLite and on PostgreSQL (every test runs on both)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from drs_report.errors import StoreError
+from drs_report.models import (
+    CompareFullInfo,
+    CompareGlobalInfo,
+    CompareIncreInfo,
+    CompareProgress,
+    CompareReading,
+    FetchError,
+    FetchErrorKind,
+    JobProgress,
+    JobReading,
+    ProgressInfo,
+    Snapshot,
+)
+from drs_report.store import Store
+from drs_report.store.schema import CompareSnapshot, JobSnapshot, RenderedReport, Run
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+
+
+def job_reading(n: int, *, progress: float = 50.0) -> JobReading:
+    job_id = f"{n:08d}-0000-4000-8000-00000000jb{n % 100:02d}"
+    return JobReading(
+        job_id=job_id, name=f"job {n}",
+        progress=JobProgress(
+            job_id=job_id, progress=progress, incre_trans_delay=3.0,
+            incre_trans_delay_millis=3042, task_mode="FULL_INCR_TRANS",
+            transfer_status="INCRE_TRANSFER_STARTED", process_time=1763625600000,
+            remaining_time=0, progress_map={"data": ProgressInfo(100.0, "0")},
+            apply_rows_rate=1200, apply_bytes_rate=2_400_000,
+            raw={"job_id": job_id, "progress": str(progress), "extra_field": "kept"},
+        ),
+        comparisons=[
+            CompareReading("b13b233a-4b9e-4b06-a928-19a0c93f6109", progress=CompareProgress(
+                full_info=CompareFullInfo(100.0, "0.00B/s", 0.0, 0),
+                incre_info=CompareIncreInfo(9.58, "1.20KB/s", 1228.8, 35, "951de1d2:51", 4),
+                global_info=CompareGlobalInfo("0.00B/s", 0.0),
+                raw={"full_info": {"progress": 100}},
+            )),
+            CompareReading("d35e8f2c-6b4a-4d9f-8ae3-7f2a1b4c8d69", error=FetchError(
+                FetchErrorKind.NOT_FOUND, "Task information not found.", 400, "DRS.10000010")),
+        ],
+    )
+
+
+def snapshot(at: datetime, jobs: int = 3, **kwargs: float) -> Snapshot:
+    readings = [job_reading(n, **kwargs) for n in range(jobs)]
+    readings.append(JobReading(job_id="99999999-0000-4000-8000-0000000missing"[:36],
+                               name="gone", error=FetchError(FetchErrorKind.MISSING, "missing")))
+    return Snapshot(taken_at=at, jobs=readings, requests=7)
+
+
+def save(store: Store, at: datetime, **kwargs: float) -> int:
+    run_id = store.begin_run(trigger="test", started_at=at)
+    store.save_snapshot(run_id, snapshot(at, **kwargs))
+    return run_id
+
+
+def count(store: Store, model: type) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_a_snapshot_round_trips(store: Store) -> None:
+    save(store, T0)
+    history = store.history([job_reading(1).job_id], since=T0 - timedelta(hours=1))
+    (taken_at, reading), = history[job_reading(1).job_id]
+    assert taken_at == T0 and taken_at.tzinfo is not None
+    original = job_reading(1)
+    assert reading.progress is not None and original.progress is not None
+    for name in ("progress", "incre_trans_delay", "incre_trans_delay_millis", "task_mode",
+                 "transfer_status", "process_time", "remaining_time", "apply_rows_rate",
+                 "apply_bytes_rate", "progress_map", "raw"):
+        assert getattr(reading.progress, name) == getattr(original.progress, name), name
+    assert reading.comparisons == original.comparisons
+    assert reading.name == "job 1"
+
+
+def test_history_json_uses_the_api_field_names(store: Store) -> None:
+    save(store, T0)
+    save(store, T0 + timedelta(minutes=5), progress=60.0)
+    readings = store.readings(job_reading(2).job_id, since=T0 - timedelta(days=1))
+    assert [r["progress"] for r in readings] == [50.0, 60.0]  # oldest first
+    first = readings[0]
+    for key in ("taken_at", "job_id", "transfer_status", "incre_trans_delay",
+                "incre_trans_delay_millis", "remaining_time", "progress_map", "comparisons"):
+        assert key in first
+    assert first["comparisons"][0]["incre_info"]["recheck_entities"] == 4
+    assert first["comparisons"][1]["error"]["kind"] == "not_found"
+
+
+def test_a_failed_save_leaves_nothing(store: Store) -> None:
+    run_id = store.begin_run(trigger="test", started_at=T0)
+    broken = snapshot(T0)
+    broken.jobs.append(broken.jobs[0])  # the same job twice violates the unique key
+    with pytest.raises(StoreError) as caught:
+        store.save_snapshot(run_id, broken)
+    assert "\n" not in str(caught.value)
+    assert count(store, JobSnapshot) == 0
+    assert count(store, CompareSnapshot) == 0
+
+
+def test_reports_are_kept_and_the_previous_one_found(store: Store) -> None:
+    first = save(store, T0)
+    store.save_reports(first, {"json": '{"problems": []}', "html": "<p>hi</p>"})
+    second = save(store, T0 + timedelta(minutes=5))
+    assert store.previous_report(before_run_id=second) == {"problems": []}
+    assert store.previous_report(before_run_id=first) is None
+    assert store.report(first, "html") == "<p>hi</p>"
+
+
+def test_runs_record_outcome_counts_and_errors(store: Store) -> None:
+    run_id = save(store, T0)
+    store.finish_run(run_id, outcome="ok", counts={"OK": 3}, errors=["x"], partial=True,
+                     finished_at=T0 + timedelta(seconds=2))
+    (run,) = store.runs()
+    assert run["outcome"] == "ok" and run["counts"] == {"OK": 3} and run["errors"] == ["x"]
+    assert run["partial"] is True and run["requests"] == 7
+
+
+def test_retention_prunes_in_batches(store: Store) -> None:
+    for days in (100, 95, 91, 5, 1):
+        run_id = save(store, T0 - timedelta(days=days))
+        store.save_reports(run_id, {"json": "{}"})
+    with store.engine.begin() as conn:  # reports age by their own clock
+        conn.execute(RenderedReport.__table__.update().values(created_at=T0 - timedelta(days=40)))
+    deleted = store.prune(retention_days=90, report_retention_days=30, batch_size=2, now=T0)
+    assert deleted["job_snapshots"] == 3 * 4
+    assert deleted["compare_snapshots"] == 3 * 3 * 2
+    assert deleted["reports"] == 5
+    assert deleted["runs"] == 3
+    assert count(store, JobSnapshot) == 2 * 4
+    assert count(store, Run) == 2
+
+
+def test_delivery_claims_are_exclusive(store: Store) -> None:
+    run_id = save(store, T0)
+    assert store.claim_delivery("digest:mail:2026-11-20", run_id=run_id, channel="mail",
+                                mode="digest", now=T0)
+    assert not store.claim_delivery("digest:mail:2026-11-20", run_id=run_id, channel="mail",
+                                    mode="digest", now=T0)
+    # A run that died holding a claim does not block the next one forever.
+    assert store.claim_delivery("digest:mail:2026-11-20", run_id=run_id, channel="mail",
+                                mode="digest", now=T0 + timedelta(hours=1))
+    store.finish_delivery("digest:mail:2026-11-20", sent=True, now=T0, problems=["a=WARNING"])
+    assert not store.claim_delivery("digest:mail:2026-11-20", run_id=run_id, channel="mail",
+                                    mode="digest", now=T0 + timedelta(days=2))
+    sent = store.last_sent("mail", "digest")
+    assert sent is not None and sent.problems == ("a=WARNING",)
+    # A failed send releases its claim so the next run may try again.
+    assert store.claim_delivery("alert:chat:x", run_id=run_id, channel="chat", mode="alert",
+                                now=T0)
+    store.finish_delivery("alert:chat:x", sent=False, now=T0)
+    assert store.claim_delivery("alert:chat:x", run_id=run_id, channel="chat", mode="alert",
+                                now=T0)
+
+
+def test_upgrade_from_the_first_revision_keeps_data(store_url: str) -> None:
+    store = Store.open(store_url, in_functiongraph=False)
+    store.upgrade("0001")
+    assert store.current_revision() == "0001"
+    run_id = save(store, T0)
+    store.save_reports(run_id, {"json": "{}"})
+    with store.engine.connect() as conn:
+        assert not store.engine.dialect.has_table(conn, "deliveries")
+    store.upgrade()
+    assert store.current_revision() == "0002"
+    assert count(store, JobSnapshot) == 4
+    assert store.report(run_id, "json") == "{}"
+    assert store.history([job_reading(0).job_id], since=T0)[job_reading(0).job_id]
+    store.record_attempt(run_id=run_id, channel="c", channel_type="smtp", mode="digest",
+                         idempotency_key="k", attempt=1, ok=True, permanent=False, error=None,
+                         at=T0)
+    assert store.attempts(run_id)[0]["ok"] is True
+    store.close()
+
+
+def _overlapping_run(url: str, worker: int, runs: int) -> None:
+    store = Store.open(url, in_functiongraph=False)
+    store.upgrade()  # both processes race to create the schema
+    for i in range(runs):
+        at = T0 + timedelta(minutes=i, seconds=worker)
+        save(store, at)
+    store.close()
+
+
+def test_overlapping_runs_in_real_processes_lose_and_duplicate_nothing(store_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_overlapping_run, args=(store_url, w, 6))
+               for w in range(2)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+    assert [p.exitcode for p in workers] == [0, 0]
+    store = Store.open(store_url, in_functiongraph=False)
+    assert count(store, Run) == 12
+    assert count(store, JobSnapshot) == 12 * 4
+    assert count(store, CompareSnapshot) == 12 * 3 * 2
+    with store.engine.connect() as conn:
+        pairs = conn.execute(text(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT run_id, job_id FROM job_snapshots) t"
+        )).scalar_one()
+    assert pairs == 12 * 4
+    store.close()
+
+
+def test_bulk_writes_of_ten_thousand_jobs(store: Store) -> None:
+    at = T0
+    run_id = store.begin_run(trigger="bulk", started_at=at)
+    big = Snapshot(taken_at=at, jobs=[job_reading(n) for n in range(10_000)])
+    store.save_snapshot(run_id, big)
+    assert count(store, JobSnapshot) == 10_000
+    assert count(store, CompareSnapshot) == 20_000
+
+
+def test_the_password_never_shows(postgres_session_url: str) -> None:
+    canary = "canary-db-password-5f1e9d"
+    url = postgres_session_url.replace("postgresql+psycopg://postgres@",
+                                       f"postgresql+psycopg://nosuchrole:{canary}@")
+    assert canary in url
+    store = Store.open(url, in_functiongraph=False)
+    with pytest.raises(StoreError) as caught:
+        store.upgrade()
+    assert canary not in str(caught.value)
+    assert "nosuchrole:***@" in str(caught.value)
+    assert canary not in Store.masked_url(url)
+
+
+def test_sqlite_goes_to_tmp_inside_functiongraph(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="drs_report"):
+        store = Store.open("sqlite:///var/data/history.db", in_functiongraph=True)
+    assert store.url == "sqlite:////tmp/history.db"
+    assert any("lives only as long as this function instance" in r.getMessage()
+               for r in caplog.records)
+    store.close()
+
+
+def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'h.db'}", in_functiongraph=False)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    store.close()
+
+
+def test_a_throwaway_server_can_be_started_from_the_binaries() -> None:
+    from tests.fixtures.databases import _answers, start_throwaway_server
+
+    url = start_throwaway_server()
+    if url is None:
+        pytest.skip("PostgreSQL's binaries (initdb, pg_ctl) are not installed")
+    assert _answers(url) is None
+    store = Store.open(url, in_functiongraph=False)
+    store.upgrade()
+    assert store.current_revision() == "0002"
+    store.close()
