@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -185,6 +187,30 @@ def test_upgrade_from_the_first_revision_keeps_data(store_url: str) -> None:
                          at=T0)
     assert store.attempts(run_id)[0]["ok"] is True
     store.close()
+
+
+def test_a_new_sqlite_file_switches_to_wal_while_another_process_writes(
+        tmp_path: Path) -> None:
+    # Another process created the file and is writing to it in the old journal mode; SQLite
+    # refuses to wait for it when switching modes ("database is locked" at once, whatever
+    # busy_timeout says), so the store must retry until the writer is done.
+    path = tmp_path / "history.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE other_tool (x INTEGER)")
+    releaser = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
+    releaser.start()
+    try:
+        store = Store.open(f"sqlite:///{path}", in_functiongraph=False)
+        assert store.current_revision() is None
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        store.upgrade()
+        assert store.current_revision() == "0002"
+        store.close()
+    finally:
+        releaser.join()
+        writer.close()
 
 
 def _overlapping_run(url: str, worker: int, runs: int) -> None:

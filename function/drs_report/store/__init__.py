@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -426,13 +428,40 @@ def _bulk_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> No
         f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES ({placeholders})', values)
 
 
+_WAL_SWITCH_SECONDS = 30.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
     cursor.execute("PRAGMA busy_timeout=30000")  # overlapping runs wait instead of failing
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL, so readers never block the writer; retried while another process holds a lock.
+
+    Two processes opening a new database race to switch it: the loser either gets
+    "database is locked" at once (SQLite refuses to wait when waiting could deadlock, so
+    busy_timeout does not help) or is silently left in the old journal mode. Both clear
+    as soon as the winner's first transaction ends.
+    """
+    deadline = time.monotonic() + _WAL_SWITCH_SECONDS
+    pause = 0.01
+    while True:
+        try:
+            mode = str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+        else:
+            # An in-memory database answers "memory" and can never be WAL.
+            if mode in ("wal", "memory") or time.monotonic() > deadline:
+                return
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
 
 
 def _sqlite_under_tmp(url: str) -> str:
