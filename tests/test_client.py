@@ -101,6 +101,15 @@ def test_wrong_secret_key_is_a_clear_auth_error(emulator: Emulator) -> None:
     assert "wrong-secret-key-123" not in error.message
 
 
+def test_another_projects_id_is_access_denied_with_a_project_hint(emulator: Emulator) -> None:
+    snapshot = fetch(emulator, project_id="0" * 32)
+    error = snapshot.jobs[0].error
+    assert error is not None and error.kind is FetchErrorKind.AUTH
+    assert error.status == 403 and error.message.startswith("access denied: HTTP 403")
+    assert "drs.project_id" in error.message and "clock" not in error.message
+    assert emulator.statuses[403] >= 1
+
+
 def test_skewed_clock_is_reported_as_auth_with_a_hint() -> None:
     with make_emulator(faults=Faults(clock_skew_seconds=3600)) as emu:
         error = fetch(emu).jobs[0].error

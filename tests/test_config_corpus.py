@@ -72,3 +72,15 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "--since" in err
+
+
+@pytest.mark.parametrize("since", ["0", "=-3d", "nan", "inf", "0h"])
+def test_since_must_be_a_positive_window(since: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    argument = f"--since{since}" if since.startswith("=") else None
+    args = ["history", "--config", "x.toml", "--job", "j"]
+    args += [argument] if argument else ["--since", since]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "--since" in err and "positive duration" in err

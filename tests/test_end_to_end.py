@@ -85,6 +85,12 @@ def test_run_then_history_on_both_backends(emulator: Emulator, tmp_path: Path,
     assert table.returncode == 0 and "FULL_TRANSFER_STARTED" in table.stdout
     for name in ("report.html", "report.md", "report.txt", "report.json"):
         assert (tmp_path / "out" / name).is_file()
+    # A job without readings in the window is an empty answer, not an error.
+    unknown = "00000000-0000-4000-8000-000000000000"
+    empty = cli("history", "--config", str(config), "--job", unknown)
+    assert empty.returncode == 0 and empty.stdout.startswith(f"no readings of {unknown} since ")
+    empty_json = cli("history", "--config", str(config), "--job", unknown, "--format", "json")
+    assert empty_json.returncode == 0 and json.loads(empty_json.stdout) == []
 
 
 def test_db_upgrade_command(tmp_path: Path) -> None:

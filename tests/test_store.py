@@ -147,6 +147,31 @@ def test_retention_prunes_in_batches(store: Store) -> None:
     assert count(store, Run) == 2
 
 
+def test_retention_prunes_old_delivery_claims_but_keeps_each_channels_latest_send(
+        store: Store) -> None:
+    run_id = save(store, T0)
+
+    def sent(key: str, channel: str, mode: str, days_ago: int) -> None:
+        at = T0 - timedelta(days=days_ago)
+        assert store.claim_delivery(key, run_id=run_id, channel=channel, mode=mode, now=at)
+        store.finish_delivery(key, sent=True, now=at, problems=[key])
+
+    for days in (100, 95, 91, 5):
+        sent(f"digest:mail:{days}", "mail", "digest", days)
+    sent("alert:chat:120", "chat", "alert", 120)  # old, but chat's only send: kept
+    assert store.claim_delivery("alert:chat:abandoned", run_id=run_id, channel="chat",
+                                mode="alert", now=T0 - timedelta(days=92))
+    deleted = store.prune(retention_days=90, report_retention_days=30, batch_size=2, now=T0)
+    assert deleted["delivery_claims"] == 4
+    mail = store.last_sent("mail", "digest")
+    chat = store.last_sent("chat", "alert")
+    assert mail is not None and mail.problems == ("digest:mail:5",)
+    assert chat is not None and chat.problems == ("alert:chat:120",)
+    with store.engine.connect() as conn:
+        left = conn.execute(text("SELECT idempotency_key FROM delivery_claims")).scalars()
+        assert sorted(left) == ["alert:chat:120", "digest:mail:5"]
+
+
 def test_delivery_claims_are_exclusive(store: Store) -> None:
     run_id = save(store, T0)
     assert store.claim_delivery("digest:mail:2026-11-20", run_id=run_id, channel="mail",
@@ -263,6 +288,20 @@ def test_the_password_never_shows(postgres_session_url: str) -> None:
     assert canary not in str(caught.value)
     assert "nosuchrole:***@" in str(caught.value)
     assert canary not in Store.masked_url(url)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://reporter:canary-db-password-5f1e9d@127.0.0.1:1/history",
+    "sqlite:////no/such/directory/history.db",
+])
+def test_an_unreachable_database_says_where_to_look(url: str) -> None:
+    store = Store.open(url, in_functiongraph=False)
+    with pytest.raises(StoreError) as caught:
+        store.upgrade()
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to {Store.masked_url(url)}: ")
+    assert message.endswith("; check [store] url and that the database is reachable")
+    assert "\n" not in message and "canary-db-password" not in message
 
 
 def test_sqlite_goes_to_tmp_inside_functiongraph(caplog: pytest.LogCaptureFixture) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -36,11 +37,14 @@ def parse_duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     text = text.strip().lower()
     try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
+        number, unit = (text[:-1], units[text[-1]]) if text[-1] in units else (text, 1)
+        seconds = float(number) * unit
     except (ValueError, IndexError):
         raise ConfigError("--since", f"{text!r} is not a duration like 90m, 12h or 7d") from None
+    # float() also reads "nan", "inf" and negatives; none of them is a look-back window.
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError("--since", f"{text!r} must be a positive duration like 90m, 12h or 7d")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -183,12 +183,19 @@ class DrsClient:
                                          f"throttled: HTTP 429 {code or THROTTLED_CODE}",
                                          status=429, error_code=code or THROTTLED_CODE)
                 elif status in (401, 403):
+                    # 401: the signature did not verify. 403: it did, but this identity may
+                    # not read this project's jobs.
+                    hint = (
+                        "check HUAWEICLOUD_SDK_AK/SK, the security token, and that this "
+                        "machine's clock is right (X-Sdk-Date must be within 15 minutes)"
+                        if status == 401 else
+                        "check that drs.project_id is the project of drs.region and that "
+                        "the IAM user or agency may read DRS jobs (e.g. DRS ReadOnlyAccess)")
+                    refused = "authentication refused" if status == 401 else "access denied"
                     raise RequestFailed(FetchError(
                         FetchErrorKind.AUTH,
-                        f"authentication refused: HTTP {status} {code or ''} {msg or ''}"
-                        .strip() + "; check HUAWEICLOUD_SDK_AK/SK, the security token, and "
-                        "that this machine's clock is right (X-Sdk-Date must be within "
-                        "15 minutes)", status=status, error_code=code))
+                        f"{refused}: HTTP {status} {code or ''} {msg or ''}".strip()
+                        + f"; {hint}", status=status, error_code=code))
                 elif 200 <= status < 300:
                     failure = FetchError(FetchErrorKind.MALFORMED,
                                          f"answer is not the documented JSON: {decode_error}",

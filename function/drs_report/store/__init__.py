@@ -20,10 +20,21 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from drs_report import environment, logs
 from drs_report.errors import StoreError
@@ -53,6 +64,12 @@ log = logs.get_logger("store")
 
 SCHEMA_HEAD = "0002"  # the newest revision in store/migrations/versions
 _IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
+# psycopg's and SQLite's words for "the database could not be reached or opened".
+_CONNECT_FAILURE = re.compile(
+    r"connection failed|could not connect|connection refused|could not translate host"
+    r"|unable to open database file|password authentication failed"
+    r"|database \"[^\"]*\" does not exist",
+    re.IGNORECASE)
 _MIGRATION_LOCK = 0x44525352  # "DRSR": pg_advisory_lock key for schema upgrades
 
 
@@ -113,8 +130,12 @@ class Store:
         self.engine.dispose()
 
     def _fail(self, action: str, error: BaseException) -> StoreError:
-        return StoreError(f"{action} failed on {self.masked_url(self.url)}: "
-                          f"{_one_line(error, self.url)}")
+        reason = _one_line(error, self.url)
+        if _CONNECT_FAILURE.search(reason):
+            # The one failure a user fixes outside the database: say where to look.
+            return StoreError(f"cannot connect to {self.masked_url(self.url)}: {reason}; "
+                              "check [store] url and that the database is reachable")
+        return StoreError(f"{action} failed on {self.masked_url(self.url)}: {reason}")
 
     @contextmanager
     def _session(self, action: str) -> Iterator[Session]:
@@ -290,6 +311,7 @@ class Store:
             "reports": self._prune(RenderedReport, RenderedReport.created_at, report_cutoff,
                                    batch_size),
             "deliveries": self._prune(DeliveryAttempt, DeliveryAttempt.at, cutoff, batch_size),
+            "delivery_claims": self._prune_claims(cutoff, batch_size),
         }
         deleted["runs"] = 0
         while True:
@@ -319,6 +341,27 @@ class Store:
                     return total
                 s.execute(delete(model).where(model.id.in_(ids)))
                 total += len(ids)
+
+    def _prune_claims(self, cutoff: datetime, batch_size: int) -> int:
+        """Old claims go, except each channel and mode's latest sent one: the alert
+        de-duplication compares against it however long ago it was sent."""
+        latest = aliased(DeliveryClaim)
+        newest_sent = (select(func.max(latest.sent_at))
+                       .where(latest.channel == DeliveryClaim.channel,
+                              latest.mode == DeliveryClaim.mode, latest.state == "sent")
+                       .scalar_subquery())
+        keep = and_(DeliveryClaim.state == "sent", DeliveryClaim.sent_at == newest_sent)
+        total = 0
+        while True:
+            with self._session("pruning delivery_claims") as s:
+                keys = list(s.scalars(select(DeliveryClaim.idempotency_key)
+                                      .where(DeliveryClaim.claimed_at < cutoff, ~keep)
+                                      .limit(batch_size)))
+                if not keys:
+                    return total
+                s.execute(delete(DeliveryClaim)
+                          .where(DeliveryClaim.idempotency_key.in_(keys)))
+                total += len(keys)
 
     # -- deliveries --------------------------------------------------------------------------
 
