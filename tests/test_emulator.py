@@ -100,3 +100,29 @@ def test_the_emulator_command_serves_until_stopped() -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)  # also closes the pipes
     assert proc.returncode == 0, err
+
+
+def _emulator_cli_error(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "drs_report", "emulator", *args],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_a_busy_port_is_one_line_naming_the_flag(emulator: Emulator) -> None:
+    port = emulator.url.rsplit(":", 1)[1]
+    line = _emulator_cli_error("--port", port)
+    assert line.startswith(f"drs-report: error: --port: cannot listen on 127.0.0.1:{port}: ")
+    assert "choose another --port" in line
+
+
+def test_a_bad_scenario_is_one_line_naming_the_flag(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[jobs]]\nid = 'x'\nstaled = true\n", encoding="utf-8")
+    line = _emulator_cli_error("--port", "0", "--scenario", str(broken))
+    assert "--scenario:" in line and "unknown scenario key(s) ['staled']" in line
+    missing = _emulator_cli_error("--port", "0", "--scenario", str(tmp_path / "none.toml"))
+    assert "cannot read" in missing and "none.toml" in missing

@@ -410,13 +410,25 @@ def serve(*, host: str, port: int, ak: str | None, sk: str | None, project_id: s
 
     from drs_report import environment
     from drs_report.emulator import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, Emulator
+    from drs_report.emulator.scenario import load_scenario
+    from drs_report.errors import ConfigError
 
+    try:
+        fleet = load_scenario(scenario)
+    except OSError as e:
+        raise ConfigError("--scenario", f"cannot read {scenario}: {e.strerror or e}; "
+                          "give a scenario TOML file, or leave it out for the demo fleet"
+                          ) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        # TOML syntax errors are ValueErrors; wrong keys or shapes surface as the others.
+        raise ConfigError("--scenario", f"{scenario} is not a valid scenario: {e}; "
+                          "see scenarios/demo.toml in the package for the format") from None
     emulator = Emulator(
         ak=ak or os.environ.get(environment.AK) or DEMO_AK,
         sk=sk or os.environ.get(environment.SK) or DEMO_SK,
         project_id=project_id or DEMO_PROJECT_ID,
         security_token=os.environ.get(environment.SECURITY_TOKEN) or None,
-        scenario=scenario, host=host, port=port,
+        scenario=fleet, host=host, port=port,
     )
     stop = threading.Event()
 
@@ -425,8 +437,15 @@ def serve(*, host: str, port: int, ak: str | None, sk: str | None, project_id: s
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with emulator:
+    try:
+        emulator.start()
+    except OSError as e:
+        raise ConfigError("--port", f"cannot listen on {host}:{port}: {e.strerror or e}; "
+                          "choose another --port (0 picks a free one) or --host") from None
+    try:
         print(f"listening on {emulator.url}", flush=True)
         stop.wait()
+    finally:
+        emulator.stop()
     print("stopped", file=sys.stderr)
     return 0
