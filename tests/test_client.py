@@ -203,6 +203,25 @@ def test_deadline_stops_fetching_and_marks_partial() -> None:
     assert snapshot.duration_seconds < 2.0
 
 
+def test_a_budget_that_ends_discovery_marks_the_run_partial() -> None:
+    with make_emulator(faults=Faults(latency_ms=400)) as emu:
+        snapshot = fetch(emu, jobs=(), discovery=DiscoveryConfig(enabled=True),
+                         deadline=time.monotonic() + 0.2)
+    assert snapshot.jobs == [] and snapshot.partial
+    assert snapshot.errors[0].startswith("job discovery failed: not fetched: the run's time "
+                                         "budget ran out")
+
+
+def test_a_budget_that_ends_retries_is_skipped_and_names_the_last_failure() -> None:
+    with make_emulator(scenario=generated_fleet(3, 0), faults=Faults(error_rate=1.0)) as emu:
+        snapshot = fetch(emu, batch_size=3, max_retries=20, deadline=time.monotonic() + 1.0)
+    assert snapshot.partial and snapshot.duration_seconds < 2.0
+    error = snapshot.jobs[0].error
+    assert error is not None and error.kind is FetchErrorKind.SKIPPED
+    assert "budget ran out while retrying (server error: HTTP 50" in error.message
+    assert error.status in (500, 502, 503)
+
+
 def test_discovery_pages_through_every_job() -> None:
     with make_emulator(scenario=generated_fleet(250, 0)) as emu:
         snapshot = fetch(emu, jobs=(), discovery=DiscoveryConfig(enabled=True,

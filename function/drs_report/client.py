@@ -222,7 +222,13 @@ class DrsClient:
                     raise RequestFailed(failure)
             delay = retry_after if retry_after is not None else self._backoff(attempt)
             if deadline is not None and time.monotonic() + delay >= deadline:
-                raise RequestFailed(failure)
+                # The budget, not the service, ended this one: it counts as skipped (the
+                # report is partial), and the last answer says what was being retried.
+                raise RequestFailed(FetchError(
+                    FetchErrorKind.SKIPPED,
+                    f"not fetched: the run's time budget ran out while retrying "
+                    f"({failure.message})", status=failure.status,
+                    error_code=failure.error_code))
             time.sleep(delay)
 
     def _pool(self, url: str) -> Any:
@@ -370,12 +376,15 @@ class DrsClient:
         started = time.monotonic()
         before = self._requests
         errors: list[str] = []
+        # Set when the time budget, not the service, left something unfetched.
+        budget_cut = False
         targets = [_Target(j.id, j.name, j.compare_jobs, j.auto_compare) for j in jobs]
         if discovery.enabled:
             try:
                 targets = [_Target(job_id, name, (), discovery.compare_jobs_auto)
                            for job_id, name in self.list_jobs(discovery, deadline=deadline)]
             except RequestFailed as e:
+                budget_cut = e.error.kind is FetchErrorKind.SKIPPED
                 errors.append(f"job discovery failed: {e.error.message}")
         readings = {t.job_id: JobReading(job_id=t.job_id, name=t.name) for t in targets}
         compare_results: dict[str, dict[str, CompareReading]] = {t.job_id: {} for t in targets}
@@ -445,9 +454,14 @@ class DrsClient:
                 try:
                     ids = self.list_compare_jobs(job_id, deadline=deadline)
                 except RequestFailed as e:
-                    message = e.error.message
-                    return lambda: errors.append(
-                        f"listing the comparisons of job {job_id} failed: {message}")
+                    error = e.error
+
+                    def record_failure() -> None:
+                        nonlocal budget_cut
+                        budget_cut = budget_cut or error.kind is FetchErrorKind.SKIPPED
+                        errors.append(
+                            f"listing the comparisons of job {job_id} failed: {error.message}")
+                    return record_failure
 
                 def record() -> None:
                     for compare_id in ids:
@@ -470,7 +484,7 @@ class DrsClient:
         if crashes:
             raise crashes[0]
 
-        incomplete = False
+        incomplete = budget_cut
         for job_id, reading in readings.items():
             reading.comparisons = [compare_results[job_id][c] for c in compare_order[job_id]
                                    if c in compare_results[job_id]]
