@@ -127,6 +127,32 @@ def test_throttled_post_is_retried_until_it_succeeds() -> None:
     assert all(j.error is None for j in snapshot.jobs)
 
 
+def test_after_the_first_429_the_client_paces_itself_instead_of_retrying() -> None:
+    # 120 POSTs against 40 per second: the first second's 40 are free, then the limiter
+    # must settle just under the admitted rate rather than keep drawing 429s.
+    with make_emulator(scenario=generated_fleet(120, 0), faults=Faults(rate_limit=40)) as emu:
+        snapshot = fetch(emu, batch_size=1, max_workers=8)
+        statuses = emu.statuses
+    assert statuses[200] == 120 and all(j.error is None for j in snapshot.jobs)
+    assert 1 <= statuses.get(429, 0) <= 120 * 0.15, statuses
+
+
+def test_the_limiter_starts_just_under_what_the_gateway_admitted() -> None:
+    from drs_report.throttle import AdaptiveLimiter
+
+    limiter = AdaptiveLimiter()
+    for _ in range(60):  # 60 answered, 40 more refused, all within the last second
+        assert limiter.acquire()
+        limiter.on_success()
+    for _ in range(40):
+        assert limiter.acquire()
+    assert limiter.rate is None  # unlimited until the gateway objects
+    limiter.on_throttle(None)
+    assert limiter.rate == pytest.approx(60 * 0.95)
+    limiter.on_throttle(None)  # a second 429 within the same second does not cut again
+    assert limiter.rate == pytest.approx(60 * 0.95)
+
+
 def test_server_errors_and_resets_are_retried() -> None:
     faults = Faults(error_rate=0.3, reset_rate=0.15, seed=3)
     with make_emulator(scenario=generated_fleet(20, 1), faults=faults) as emu:

@@ -1,8 +1,10 @@
 """Client-side pacing that adapts to the API gateway's throttling (HTTP 429, APIG.0308).
 
-Unlimited until the first 429; then a token bucket at a little under the rate that drew it,
-cut by 15% on each further 429 (at most once a second) and grown slowly while requests
-succeed (AIMD). `Retry-After` pauses every thread, not only the one that was told.
+Unlimited until the first 429; then a token bucket at a little under the rate the gateway
+was admitting (successful answers in the last second; what we were sending overshoots it by
+however many requests were refused), cut by 15% on each further 429 (at most once a second)
+and grown slowly while requests succeed (AIMD). `Retry-After` pauses every thread, not only
+the one that was told.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections import deque
 
 class AdaptiveLimiter:
     DECREASE = 0.85
-    INCREASE = 1.003  # per success: +~35% after 100 clean requests
+    # Growth per second of successes, not per success: per request it would grow fastest
+    # exactly when the rate is high, overshooting the limit again within a second.
+    INCREASE_PER_SECOND = 0.03
     MIN_RATE = 0.5
 
     def __init__(self, cap: float | None = None) -> None:
@@ -24,7 +28,9 @@ class AdaptiveLimiter:
         self._updated = time.monotonic()
         self._paused_until = 0.0
         self._last_cut = 0.0
-        self._recent: deque[float] = deque()
+        self._grown = 0.0
+        self._recent: deque[float] = deque()  # requests sent in the last second
+        self._admitted: deque[float] = deque()  # successful answers in the last second
         self._lock = threading.Lock()
 
     def acquire(self, deadline: float | None = None) -> bool:
@@ -49,11 +55,17 @@ class AdaptiveLimiter:
             time.sleep(wait)
 
     def on_success(self) -> None:
-        if self.rate is None:  # unthrottled so far: nothing to grow
-            return
         with self._lock:
-            if self.rate is not None:
-                self.rate *= self.INCREASE
+            if self.rate is None:  # unthrottled so far: remember what the gateway admits
+                now = time.monotonic()
+                self._admitted.append(now)
+                while self._admitted and self._admitted[0] < now - 1.0:
+                    self._admitted.popleft()
+            else:
+                now = time.monotonic()
+                elapsed = min(now - self._grown, 1.0)
+                self._grown = now
+                self.rate *= 1.0 + self.INCREASE_PER_SECOND * elapsed
                 if self.cap is not None:
                     self.rate = min(self.rate, self.cap)
 
@@ -66,10 +78,14 @@ class AdaptiveLimiter:
                 return
             self._last_cut = now
             if self.rate is None:
-                # The rate we were going at when the gateway objected, a little under.
-                observed = sum(1 for t in self._recent if t >= now - 1.0)
-                self.rate = max(self.MIN_RATE, observed * 0.9)
+                # A little under what the gateway let through; if it let nothing through,
+                # half of what we were sending.
+                admitted = sum(1 for t in self._admitted if t >= now - 1.0)
+                sent = sum(1 for t in self._recent if t >= now - 1.0)
+                self.rate = max(self.MIN_RATE, admitted * 0.95 if admitted else sent * 0.5)
+                self._admitted.clear()
             else:
                 self.rate = max(self.MIN_RATE, self.rate * self.DECREASE)
             self._tokens = 0.0
             self._updated = now
+            self._grown = now
