@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     hist = sub.add_parser("history", help="the stored snapshots of one job, newest last")
     hist.add_argument("--config", required=True, type=Path)
     hist.add_argument("--job", required=True, dest="job_id", metavar="JOB_ID")
-    hist.add_argument("--since", default="7d", help="how far back: 90m, 12h, 7d (default 7d)")
+    hist.add_argument("--since", default="7d",
+                      help="how far back, a positive duration: 90m, 12h, 7d, 2w (default 7d)")
     hist.add_argument("--format", choices=["json", "table"], default="table")
 
     db = sub.add_parser("db", help="database maintenance")

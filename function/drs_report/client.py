@@ -47,6 +47,7 @@ MAX_ANSWER_BYTES = 10 << 20  # progress answers are kilobytes; anything this big
 PAGE_SIZE = 100
 NOT_FOUND_CODE = "DRS.10000010"
 THROTTLED_CODE = "APIG.0308"
+BUDGET_RAN_OUT = "not fetched: the run's time budget ran out"
 # Comparisons in these states have no progress to ask for.
 _IDLE_COMPARE_STATES = frozenset({"CANCELLED", "FAILED", "TIMEOUT_INTERRUPT"})
 
@@ -136,12 +137,9 @@ class DrsClient:
         attempt = 0
         throttled = 0
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise RequestFailed(FetchError(FetchErrorKind.SKIPPED,
-                                               "not fetched: the run's time budget ran out"))
-            if not self._limiter.acquire(deadline):
-                raise RequestFailed(FetchError(FetchErrorKind.SKIPPED,
-                                               "not fetched: the run's time budget ran out"))
+            if ((deadline is not None and time.monotonic() >= deadline)
+                    or not self._limiter.acquire(deadline)):
+                raise RequestFailed(FetchError(FetchErrorKind.SKIPPED, BUDGET_RAN_OUT))
             headers = self._signer.sign(method, url, headers=self._headers, query=query,
                                         body=payload)
             timeout: tuple[float, float] = (self._drs.connect_timeout, self._drs.read_timeout)
@@ -226,9 +224,8 @@ class DrsClient:
                 # report is partial), and the last answer says what was being retried.
                 raise RequestFailed(FetchError(
                     FetchErrorKind.SKIPPED,
-                    f"not fetched: the run's time budget ran out while retrying "
-                    f"({failure.message})", status=failure.status,
-                    error_code=failure.error_code))
+                    f"{BUDGET_RAN_OUT} while retrying ({failure.message})",
+                    status=failure.status, error_code=failure.error_code))
             time.sleep(delay)
 
     def _pool(self, url: str) -> Any:

@@ -46,9 +46,7 @@ class AdaptiveLimiter:
                 if wait <= 0:
                     if self.rate is not None:
                         self._tokens -= 1.0
-                    self._recent.append(now)
-                    while self._recent and self._recent[0] < now - 1.0:
-                        self._recent.popleft()
+                    _remember(self._recent, now)
                     return True
             if deadline is not None and time.monotonic() + wait >= deadline:
                 return False
@@ -56,13 +54,10 @@ class AdaptiveLimiter:
 
     def on_success(self) -> None:
         with self._lock:
+            now = time.monotonic()
             if self.rate is None:  # unthrottled so far: remember what the gateway admits
-                now = time.monotonic()
-                self._admitted.append(now)
-                while self._admitted and self._admitted[0] < now - 1.0:
-                    self._admitted.popleft()
+                _remember(self._admitted, now)
             else:
-                now = time.monotonic()
                 elapsed = min(now - self._grown, 1.0)
                 self._grown = now
                 self.rate *= 1.0 + self.INCREASE_PER_SECOND * elapsed
@@ -80,8 +75,8 @@ class AdaptiveLimiter:
             if self.rate is None:
                 # A little under what the gateway let through; if it let nothing through,
                 # half of what we were sending.
-                admitted = sum(1 for t in self._admitted if t >= now - 1.0)
-                sent = sum(1 for t in self._recent if t >= now - 1.0)
+                admitted = _count_last_second(self._admitted, now)
+                sent = _count_last_second(self._recent, now)
                 self.rate = max(self.MIN_RATE, admitted * 0.95 if admitted else sent * 0.5)
                 self._admitted.clear()
             else:
@@ -89,3 +84,14 @@ class AdaptiveLimiter:
             self._tokens = 0.0
             self._updated = now
             self._grown = now
+
+
+def _remember(window: deque[float], now: float) -> None:
+    """Add `now` to a window of the last second's events, forgetting older ones."""
+    window.append(now)
+    while window and window[0] < now - 1.0:
+        window.popleft()
+
+
+def _count_last_second(window: deque[float], now: float) -> int:
+    return sum(1 for t in window if t >= now - 1.0)

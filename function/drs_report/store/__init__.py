@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -304,63 +303,49 @@ class Store:
         """Delete old rows in bounded batches, so no statement holds locks for long."""
         cutoff = now - timedelta(days=retention_days)
         report_cutoff = now - timedelta(days=report_retention_days)
-        deleted = {
-            "compare_snapshots": self._prune(CompareSnapshot, CompareSnapshot.taken_at, cutoff,
-                                             batch_size),
-            "job_snapshots": self._prune(JobSnapshot, JobSnapshot.taken_at, cutoff, batch_size),
-            "reports": self._prune(RenderedReport, RenderedReport.created_at, report_cutoff,
-                                   batch_size),
-            "deliveries": self._prune(DeliveryAttempt, DeliveryAttempt.at, cutoff, batch_size),
-            "delivery_claims": self._prune_claims(cutoff, batch_size),
-        }
-        deleted["runs"] = 0
-        while True:
-            with self._session("pruning runs") as s:
-                # Runs go once nothing refers to them any more.
-                old = select(Run.id).where(
-                    Run.started_at < min(cutoff, report_cutoff),
-                    ~select(JobSnapshot.id).where(JobSnapshot.run_id == Run.id).exists(),
-                    ~select(RenderedReport.id).where(RenderedReport.run_id == Run.id).exists(),
-                    ~select(DeliveryAttempt.id).where(DeliveryAttempt.run_id == Run.id).exists(),
-                ).limit(batch_size)
-                ids = list(s.scalars(old))
-                if not ids:
-                    break
-                s.execute(delete(Run).where(Run.id.in_(ids)))
-                deleted["runs"] += len(ids)
-        if any(deleted.values()):
-            log.info("pruned %s", ", ".join(f"{n} {t}" for t, n in deleted.items() if n))
-        return deleted
-
-    def _prune(self, model: Any, column: Any, cutoff: datetime, batch_size: int) -> int:
-        total = 0
-        while True:
-            with self._session(f"pruning {model.__tablename__}") as s:
-                ids = list(s.scalars(select(model.id).where(column < cutoff).limit(batch_size)))
-                if not ids:
-                    return total
-                s.execute(delete(model).where(model.id.in_(ids)))
-                total += len(ids)
-
-    def _prune_claims(self, cutoff: datetime, batch_size: int) -> int:
-        """Old claims go, except each channel and mode's latest sent one: the alert
-        de-duplication compares against it however long ago it was sent."""
+        # Each channel and mode keeps its latest sent claim however old: the alert
+        # de-duplication compares against it.
         latest = aliased(DeliveryClaim)
         newest_sent = (select(func.max(latest.sent_at))
                        .where(latest.channel == DeliveryClaim.channel,
                               latest.mode == DeliveryClaim.mode, latest.state == "sent")
                        .scalar_subquery())
-        keep = and_(DeliveryClaim.state == "sent", DeliveryClaim.sent_at == newest_sent)
+        deleted = {
+            "compare_snapshots": self._prune(CompareSnapshot.id,
+                                             CompareSnapshot.taken_at < cutoff,
+                                             batch_size=batch_size),
+            "job_snapshots": self._prune(JobSnapshot.id, JobSnapshot.taken_at < cutoff,
+                                         batch_size=batch_size),
+            "reports": self._prune(RenderedReport.id, RenderedReport.created_at < report_cutoff,
+                                   batch_size=batch_size),
+            "deliveries": self._prune(DeliveryAttempt.id, DeliveryAttempt.at < cutoff,
+                                      batch_size=batch_size),
+            "delivery_claims": self._prune(
+                DeliveryClaim.idempotency_key, DeliveryClaim.claimed_at < cutoff,
+                ~and_(DeliveryClaim.state == "sent", DeliveryClaim.sent_at == newest_sent),
+                batch_size=batch_size),
+            # Runs go once nothing refers to them any more.
+            "runs": self._prune(
+                Run.id, Run.started_at < min(cutoff, report_cutoff),
+                ~select(JobSnapshot.id).where(JobSnapshot.run_id == Run.id).exists(),
+                ~select(RenderedReport.id).where(RenderedReport.run_id == Run.id).exists(),
+                ~select(DeliveryAttempt.id).where(DeliveryAttempt.run_id == Run.id).exists(),
+                batch_size=batch_size),
+        }
+        if any(deleted.values()):
+            log.info("pruned %s", ", ".join(f"{n} {t}" for t, n in deleted.items() if n))
+        return deleted
+
+    def _prune(self, key: Any, *conditions: Any, batch_size: int) -> int:
+        """Delete the rows matching `conditions`, `batch_size` keys per transaction."""
+        table = key.table
         total = 0
         while True:
-            with self._session("pruning delivery_claims") as s:
-                keys = list(s.scalars(select(DeliveryClaim.idempotency_key)
-                                      .where(DeliveryClaim.claimed_at < cutoff, ~keep)
-                                      .limit(batch_size)))
+            with self._session(f"pruning {table.name}") as s:
+                keys = list(s.scalars(select(key).where(*conditions).limit(batch_size)))
                 if not keys:
                     return total
-                s.execute(delete(DeliveryClaim)
-                          .where(DeliveryClaim.idempotency_key.in_(keys)))
+                s.execute(delete(table).where(key.in_(keys)))
                 total += len(keys)
 
     # -- deliveries --------------------------------------------------------------------------
@@ -486,23 +471,22 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 def _switch_to_wal(cursor: Any) -> None:
     """WAL, so readers never block the writer; retried while another process holds a lock.
 
-    Two processes opening a new database race to switch it: the loser either gets
-    "database is locked" at once (SQLite refuses to wait when waiting could deadlock, so
-    busy_timeout does not help) or is silently left in the old journal mode. Both clear
-    as soon as the winner's first transaction ends.
+    Two processes opening a new database race to switch it, and the loser gets "database
+    is locked" at once: SQLite refuses to wait when waiting could deadlock, so busy_timeout
+    does not help. It clears as soon as the winner's first transaction ends. A database
+    that cannot be WAL (in memory) just keeps its mode.
     """
+    import sqlite3  # here, not at the top: PostgreSQL users never load it
+
     deadline = time.monotonic() + _WAL_SWITCH_SECONDS
     pause = 0.01
     while True:
         try:
-            mode = str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
         except sqlite3.OperationalError as e:
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
-        else:
-            # An in-memory database answers "memory" and can never be WAL.
-            if mode in ("wal", "memory") or time.monotonic() > deadline:
-                return
         time.sleep(pause)
         pause = min(pause * 2, 0.25)
 
