@@ -1,0 +1,9 @@
+"""Downsampling: placeholder."""
+
+from __future__ import annotations
+
+from drs_report.store.engine import StoreBase
+
+
+class DownsamplingMixin(StoreBase):
+    pass

@@ -1,0 +1,265 @@
+"""Readings: each run's job and comparison snapshots, written in bulk, read back as history.
+
+Column names are the API's; `reading_to_json` gives the `history --format json` shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from drs_report.models import (
+    CompareFullInfo,
+    CompareGlobalInfo,
+    CompareIncreInfo,
+    CompareProgress,
+    CompareReading,
+    FetchError,
+    FetchErrorKind,
+    JobProgress,
+    JobReading,
+    ProgressInfo,
+    Snapshot,
+)
+from drs_report.store.engine import IN_CHUNK, StoreBase, utc
+from drs_report.store.schema import CompareSnapshot, JobSnapshot, Run
+
+
+class ReadingsMixin(StoreBase):
+    def save_snapshot(self, run_id: int, snapshot: Snapshot) -> None:
+        """Every reading of the run, in one transaction: all or nothing."""
+        job_rows: list[dict[str, Any]] = []
+        compare_rows: list[dict[str, Any]] = []
+        for reading in snapshot.jobs:
+            job_rows.append(_job_row(run_id, snapshot.taken_at, reading))
+            for position, comp in enumerate(reading.comparisons):
+                compare_rows.append(_compare_row(run_id, snapshot.taken_at, reading.job_id,
+                                                 position, comp))
+        with self._session("saving the snapshot") as s:
+            if job_rows:
+                bulk_insert(s, JobSnapshot.__table__, job_rows)
+            if compare_rows:
+                bulk_insert(s, CompareSnapshot.__table__, compare_rows)
+            s.execute(update(Run).where(Run.id == run_id).values(
+                requests=snapshot.requests, partial=snapshot.partial))
+
+
+    def history(self, job_ids: Sequence[str], since: datetime
+                ) -> dict[str, list[tuple[datetime, JobReading]]]:
+        """Readings of these jobs since `since`, per job, oldest first."""
+        result: dict[str, list[tuple[datetime, JobReading]]] = {j: [] for j in job_ids}
+        ids = list(dict.fromkeys(job_ids))
+        with self._session("reading history") as s:
+            for i in range(0, len(ids), IN_CHUNK):
+                chunk = ids[i:i + IN_CHUNK]
+                comps: dict[tuple[int, str], list[CompareSnapshot]] = {}
+                for c in s.scalars(select(CompareSnapshot).where(
+                        CompareSnapshot.job_id.in_(chunk), CompareSnapshot.taken_at >= since
+                ).order_by(CompareSnapshot.position)):
+                    comps.setdefault((c.run_id, c.job_id), []).append(c)
+                for row in s.scalars(select(JobSnapshot).where(
+                        JobSnapshot.job_id.in_(chunk), JobSnapshot.taken_at >= since
+                ).order_by(JobSnapshot.taken_at, JobSnapshot.id)):
+                    reading = _reading_from_row(row, comps.get((row.run_id, row.job_id), []))
+                    result[row.job_id].append((utc(row.taken_at), reading))
+        return result
+
+    def readings(self, job_id: str, since: datetime) -> list[dict[str, Any]]:
+        """One job's readings as JSON-ready dicts in the API's field names, oldest first."""
+        out = []
+        for taken_at, reading in self.history([job_id], since)[job_id]:
+            out.append(reading_to_json(taken_at, reading))
+        return out
+
+
+# -- rows <-> readings --------------------------------------------------------------------
+
+
+def bulk_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in one executemany.
+
+    On SQLite SQLAlchemy's per-row parameter processing costs more than the database
+    itself, so the rows go to the driver as tuples, converted the way SQLAlchemy's own
+    types would store them (JSON text, UTC timestamps as text, booleans as 0/1).
+    """
+    if session.bind is None or session.get_bind().dialect.name != "sqlite":
+        session.execute(table.insert(), rows)
+        return
+    from sqlalchemy import JSON, Boolean, DateTime
+
+    columns = list(rows[0])
+    converters: list[Any] = []
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, JSON):
+            converters.append(lambda v: None if v is None else json.dumps(v))
+        elif isinstance(kind, DateTime):
+            converters.append(lambda v: v.astimezone(timezone.utc).strftime(
+                "%Y-%m-%d %H:%M:%S.%f"))
+        elif isinstance(kind, Boolean):
+            converters.append(lambda v: None if v is None else int(v))
+        else:
+            converters.append(None)
+    pairs = list(zip(columns, converters, strict=True))
+    values = [tuple(row[c] if f is None else f(row[c]) for c, f in pairs) for row in rows]
+    placeholders = ", ".join("?" for _ in columns)
+    session.connection().exec_driver_sql(
+        f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES ({placeholders})', values)
+
+
+_WAL_SWITCH_SECONDS = 30.0
+
+def _error_fields(error: FetchError | None) -> dict[str, Any]:
+    if error is None:
+        return {"fetch_error_kind": None, "fetch_error_message": None,
+                "fetch_error_status": None, "fetch_error_code": None}
+    return {"fetch_error_kind": error.kind.value, "fetch_error_message": error.message,
+            "fetch_error_status": error.status, "fetch_error_code": error.error_code}
+
+
+def _job_row(run_id: int, taken_at: datetime, reading: JobReading) -> dict[str, Any]:
+    p = reading.progress
+    row: dict[str, Any] = {"run_id": run_id, "taken_at": taken_at, "job_id": reading.job_id,
+                           "name": reading.name, **_error_fields(reading.error)}
+    if p is None:
+        row.update(progress=None, incre_trans_delay=None, incre_trans_delay_millis=None,
+                   task_mode=None, transfer_status=None, process_time=None,
+                   remaining_time=None, progress_map=None, error_code=None, error_msg=None,
+                   apply_rows_rate=None, apply_bytes_rate=None, raw=None)
+        return row
+    row.update(
+        progress=p.progress, incre_trans_delay=p.incre_trans_delay,
+        incre_trans_delay_millis=p.incre_trans_delay_millis, task_mode=p.task_mode,
+        transfer_status=p.transfer_status, process_time=p.process_time,
+        remaining_time=p.remaining_time,
+        progress_map={k: {"completed": v.completed, "remaining_time": v.remaining_time}
+                      for k, v in p.progress_map.items()},
+        error_code=p.error_code, error_msg=p.error_msg, apply_rows_rate=p.apply_rows_rate,
+        apply_bytes_rate=p.apply_bytes_rate, raw=p.raw,
+    )
+    return row
+
+
+def _compare_row(run_id: int, taken_at: datetime, job_id: str, position: int,
+                 comp: CompareReading) -> dict[str, Any]:
+    p = comp.progress
+    full = p.full_info if p else None
+    incre = p.incre_info if p else None
+    glob = p.global_info if p else None
+    return {
+        "run_id": run_id, "taken_at": taken_at, "job_id": job_id,
+        "compare_job_id": comp.compare_job_id, "position": position,
+        "has_full_info": full is not None,
+        "full_progress": full and full.progress, "full_src_speed": full and full.src_speed,
+        "full_src_speed_bytes": full and full.src_speed_bytes,
+        "full_recheck_entities": full and full.recheck_entities,
+        "has_incre_info": incre is not None,
+        "incre_delay": incre and incre.delay, "incre_src_speed": incre and incre.src_speed,
+        "incre_src_speed_bytes": incre and incre.src_speed_bytes,
+        "incre_rps": incre and incre.rps, "incre_log_point": incre and incre.log_point,
+        "incre_recheck_entities": incre and incre.recheck_entities,
+        "has_global_info": glob is not None,
+        "global_src_speed": glob and glob.src_speed,
+        "global_src_speed_bytes": glob and glob.src_speed_bytes,
+        "raw": p.raw if p else None,
+        **_error_fields(comp.error),
+    }
+
+
+def _error_from(kind: str | None, message: str | None, status: int | None,
+                code: str | None) -> FetchError | None:
+    if kind is None:
+        return None
+    try:
+        parsed = FetchErrorKind(kind)
+    except ValueError:
+        parsed = FetchErrorKind.HTTP_ERROR
+    return FetchError(parsed, message or "", status, code)
+
+
+def _reading_from_row(row: JobSnapshot, comps: list[CompareSnapshot]) -> JobReading:
+    progress = None
+    if row.transfer_status is not None or row.progress is not None or row.error_code:
+        progress = JobProgress(
+            job_id=row.job_id, progress=row.progress, incre_trans_delay=row.incre_trans_delay,
+            incre_trans_delay_millis=row.incre_trans_delay_millis, task_mode=row.task_mode,
+            transfer_status=row.transfer_status, process_time=row.process_time,
+            remaining_time=row.remaining_time,
+            progress_map={k: ProgressInfo(v.get("completed"), v.get("remaining_time"))
+                          for k, v in (row.progress_map or {}).items() if isinstance(v, dict)},
+            error_code=row.error_code, error_msg=row.error_msg,
+            apply_rows_rate=row.apply_rows_rate, apply_bytes_rate=row.apply_bytes_rate,
+            raw=row.raw or {},
+        )
+    return JobReading(
+        job_id=row.job_id, name=row.name, progress=progress,
+        error=_error_from(row.fetch_error_kind, row.fetch_error_message,
+                          row.fetch_error_status, row.fetch_error_code),
+        comparisons=[_comparison_from_row(c) for c in comps],
+    )
+
+
+def _comparison_from_row(c: CompareSnapshot) -> CompareReading:
+    progress = None
+    if c.has_full_info or c.has_incre_info or c.has_global_info:
+        progress = CompareProgress(
+            full_info=CompareFullInfo(c.full_progress, c.full_src_speed, c.full_src_speed_bytes,
+                                      c.full_recheck_entities) if c.has_full_info else None,
+            incre_info=CompareIncreInfo(c.incre_delay, c.incre_src_speed,
+                                        c.incre_src_speed_bytes, c.incre_rps,
+                                        c.incre_log_point, c.incre_recheck_entities)
+            if c.has_incre_info else None,
+            global_info=CompareGlobalInfo(c.global_src_speed, c.global_src_speed_bytes)
+            if c.has_global_info else None,
+            raw=c.raw or {},
+        )
+    return CompareReading(
+        compare_job_id=c.compare_job_id, progress=progress,
+        error=_error_from(c.fetch_error_kind, c.fetch_error_message, c.fetch_error_status,
+                          c.fetch_error_code),
+    )
+
+
+def _error_json(error: FetchError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"kind": error.kind.value, "message": error.message, "status": error.status,
+            "error_code": error.error_code}
+
+
+def reading_to_json(taken_at: datetime, reading: JobReading) -> dict[str, Any]:
+    """A reading in the API's field names (the `history --format json` shape)."""
+    p = reading.progress
+    data: dict[str, Any] = {"taken_at": taken_at.isoformat(), "job_id": reading.job_id,
+                            "name": reading.name}
+    fields = ("progress", "transfer_status", "task_mode", "incre_trans_delay",
+              "incre_trans_delay_millis", "remaining_time", "process_time", "apply_rows_rate",
+              "apply_bytes_rate", "error_code", "error_msg")
+    for name in fields:
+        data[name] = getattr(p, name) if p else None
+    data["progress_map"] = ({k: {"completed": v.completed, "remaining_time": v.remaining_time}
+                             for k, v in p.progress_map.items()} if p else {})
+    data["error"] = _error_json(reading.error)
+    comparisons = []
+    for comp in reading.comparisons:
+        cp = comp.progress
+        comparisons.append({
+            "compare_job_id": comp.compare_job_id,
+            "full_info": _info_json(cp.full_info) if cp else None,
+            "incre_info": _info_json(cp.incre_info) if cp else None,
+            "global_info": _info_json(cp.global_info) if cp else None,
+            "error": _error_json(comp.error),
+        })
+    data["comparisons"] = comparisons
+    return data
+
+
+def _info_json(info: Any) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return {name: getattr(info, name) for name in info.__dataclass_fields__}
