@@ -1,0 +1,352 @@
+"""A small OBS client: the four object calls a synced store needs, streamed, signed, retried.
+
+    client = ObsClient("https://obs.cn-north-4.myhuaweicloud.com", credentials)
+    info = client.get_to_file("bucket", "drs-report/history.db", Path("/tmp/h.db"))
+    info = client.put_file("bucket", "drs-report/history.db", Path("/tmp/h.db"))
+
+Objects go to and from disk in 1 MiB chunks, never whole in memory. 500/502/503/504, resets
+(also mid-body) and timeouts are retried with backoff; a downloaded body is checked against
+its Content-Length and, for single-PUT objects, its ETag (the MD5). TLS is verified (a CA
+bundle may be given). Real endpoints are addressed virtual-hosted (BUCKET.obs.REGION...), an
+IP or localhost endpoint path-style (http://127.0.0.1:PORT/BUCKET/KEY), which is what the
+emulator serves. Errors are ObsError: one line naming obs://BUCKET/KEY and what to fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, TypeVar
+from urllib.parse import quote, urlsplit
+
+from drs_report import logs
+from drs_report.errors import StoreError
+from drs_report.obs import signature
+from drs_report.secrets import Credentials
+
+if TYPE_CHECKING:
+    import requests
+
+log = logs.get_logger("obs")
+T = TypeVar("T")
+
+CHUNK = 1 << 20
+RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+MAX_ERROR_BODY = 64 << 10
+# What each call needs in the bucket policy or IAM (the names of OBS's fine-grained actions).
+PERMISSIONS = {"GET": "obs:object:GetObject", "HEAD": "obs:object:GetObject",
+               "PUT": "obs:object:PutObject", "DELETE": "obs:object:DeleteObject"}
+
+
+class ObsError(StoreError):
+    """An OBS request failed for good; `status` and `code` are OBS's (0 / None: no answer)."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    etag: str | None
+    size: int | None = None
+    not_modified: bool = False  # a GET with If-None-Match found the same object
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """'obs://bucket/some/key' -> ('bucket', 'some/key'); ValueError when it is not one."""
+    match = re.match(r"^obs://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$", url)
+    if match is None or match.group(2).endswith("/"):
+        raise ValueError(url)
+    return match.group(1), match.group(2)
+
+
+def _path_style(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class ObsClient:
+    def __init__(self, endpoint: str, credentials: Credentials, *, verify: bool | str = True,
+                 connect_timeout: float = 5.0, read_timeout: float = 30.0,
+                 max_retries: int = 4, backoff_base: float = 0.2, backoff_max: float = 5.0,
+                 session: requests.Session | None = None) -> None:
+        import requests
+
+        split = urlsplit(endpoint.rstrip("/"))
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise ValueError(endpoint)
+        self.endpoint = endpoint.rstrip("/")
+        self._scheme = split.scheme
+        self._netloc = split.netloc
+        self._path_style = _path_style(split.hostname)
+        self._credentials = credentials
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._own_session = session is None
+        self._session = session or requests.Session()
+        self._session.verify = verify
+        self._session.trust_env = False  # a proxy from the environment would bypass the endpoint
+        self.requests_sent = 0
+
+    def close(self) -> None:
+        if self._own_session:
+            self._session.close()
+
+    # -- addressing and signing ------------------------------------------------------------
+
+    def url_for(self, bucket: str, key: str) -> str:
+        encoded = quote(key, safe="/~")
+        if self._path_style:
+            return f"{self._scheme}://{self._netloc}/{bucket}/{encoded}"
+        return f"{self._scheme}://{bucket}.{self._netloc}/{encoded}"
+
+    def _signed(self, method: str, bucket: str, key: str,
+                headers: Mapping[str, str]) -> dict[str, str]:
+        signed = dict(headers)
+        signed["Date"] = formatdate(usegmt=True)  # signed afresh on every try
+        token = self._credentials.security_token
+        if token is not None:
+            signed[signature.SECURITY_TOKEN] = token.reveal()
+        resource = f"/{bucket}/{quote(key, safe='/~')}"
+        text = signature.string_to_sign(method, resource, signed)
+        signed["Authorization"] = signature.authorization(
+            self._credentials.ak.reveal(), self._credentials.sk.reveal(), text)
+        return signed
+
+    # -- the calls ---------------------------------------------------------------------------
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """The object's ETag and size, or None when there is no such object."""
+
+        def attempt() -> ObjectInfo | None:
+            with self._request("HEAD", bucket, key, {}, ok=(200, 404)) as response:
+                if response.status_code == 404:
+                    return None
+                return _info(response)
+
+        return self._retrying("HEAD", bucket, key, attempt)
+
+    def get_to_file(self, bucket: str, key: str, path: Path, *,
+                    if_none_match: str | None = None) -> ObjectInfo | None:
+        """Download into `path` (replaced only once complete). None: no such object;
+        `not_modified`: the object still has the ETag `if_none_match` (nothing written)."""
+        headers = {"If-None-Match": if_none_match} if if_none_match else {}
+        part = path.with_name(path.name + ".part")
+
+        def attempt() -> ObjectInfo | None:
+            with self._request("GET", bucket, key, headers, ok=(200, 304, 404),
+                               stream=True) as response:
+                if response.status_code == 404:
+                    return None
+                info = _info(response)
+                if response.status_code == 304:
+                    return ObjectInfo(info.etag or if_none_match, info.size, not_modified=True)
+                md5 = hashlib.md5(usedforsecurity=False)
+                received = 0
+                with part.open("wb") as out:
+                    for chunk in response.raw.stream(CHUNK, decode_content=False):
+                        out.write(chunk)
+                        md5.update(chunk)
+                        received += len(chunk)
+                if info.size is not None and received != info.size:
+                    raise _Transient(f"body ended after {received} of {info.size} bytes")
+                etag = (info.etag or "").strip('"')
+                if re.fullmatch(r"[0-9a-f]{32}", etag) and md5.hexdigest() != etag:
+                    raise _Transient("body does not match its ETag (MD5)")
+                part.replace(path)
+                return ObjectInfo(info.etag, received)
+
+        try:
+            return self._retrying("GET", bucket, key, attempt)
+        finally:
+            part.unlink(missing_ok=True)
+
+    def get_bytes(self, bucket: str, key: str, *, limit: int = 1 << 20
+                  ) -> tuple[bytes, ObjectInfo] | None:
+        """A small object (a lease) whole; None when there is no such object."""
+
+        def attempt() -> tuple[bytes, ObjectInfo] | None:
+            with self._request("GET", bucket, key, {}, ok=(200, 404), stream=True) as response:
+                if response.status_code == 404:
+                    return None
+                data = response.raw.read(limit + 1, decode_content=False)
+                if len(data) > limit:
+                    raise ObsError(f"obs://{bucket}/{key} is larger than {limit} bytes; "
+                                   "it is not an object drs-report wrote", status=200)
+                info = _info(response)
+                if info.size is not None and len(data) != info.size:
+                    raise _Transient(f"body ended after {len(data)} of {info.size} bytes")
+                return data, info
+
+        return self._retrying("GET", bucket, key, attempt)
+
+    def put_file(self, bucket: str, key: str, path: Path, *,
+                 content_type: str = "application/octet-stream") -> ObjectInfo:
+        """Upload `path` as it is on disk, streamed; OBS checks it against its Content-MD5."""
+        md5 = hashlib.md5(usedforsecurity=False)
+        size = 0
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                md5.update(chunk)
+                size += len(chunk)
+        headers = {"Content-Type": content_type, "Content-Length": str(size),
+                   "Content-MD5": base64.b64encode(md5.digest()).decode()}
+
+        def attempt() -> ObjectInfo:
+            with path.open("rb") as body, self._request("PUT", bucket, key, headers,
+                                                        ok=(200,), data=body) as response:
+                return ObjectInfo(_info(response).etag, size)
+
+        return self._retrying("PUT", bucket, key, attempt)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, *,
+                  content_type: str = "application/json") -> ObjectInfo:
+        headers = {"Content-Type": content_type,
+                   "Content-MD5": base64.b64encode(
+                       hashlib.md5(data, usedforsecurity=False).digest()).decode()}
+
+        def attempt() -> ObjectInfo:
+            with self._request("PUT", bucket, key, headers, ok=(200,), data=data) as response:
+                return ObjectInfo(_info(response).etag, len(data))
+
+        return self._retrying("PUT", bucket, key, attempt)
+
+    def delete(self, bucket: str, key: str) -> None:
+        def attempt() -> None:
+            with self._request("DELETE", bucket, key, {}, ok=(200, 204, 404)):
+                return None
+
+        self._retrying("DELETE", bucket, key, attempt)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _retrying(self, method: str, bucket: str, key: str, attempt: Callable[[], T]
+                  ) -> T:
+        import requests
+        import urllib3
+
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except _Transient as e:
+                why = str(e)
+            except requests.exceptions.Timeout:
+                why = f"no answer within {self.timeout[1]:g}s"
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError, ConnectionError) as e:
+                if isinstance(e, requests.exceptions.SSLError):
+                    raise ObsError(f"TLS failed for {self.endpoint} ({_short(e)}); check "
+                                   "store.obs_endpoint and drs.ca_bundle") from None
+                why = f"connection failed: {_short(e)}"
+            if tries > self.max_retries:
+                raise ObsError(f"{method} obs://{bucket}/{key} failed after {tries} tries: "
+                               f"{why}; check store.obs_endpoint and the network") from None
+            ceiling = min(self.backoff_max, self.backoff_base * 2 ** (tries - 1))
+            delay = random.uniform(ceiling / 2, ceiling)
+            log.info("OBS %s obs://%s/%s: %s; retrying in %.1fs", method, bucket, key, why,
+                     delay)
+            time.sleep(delay)
+
+    @contextmanager
+    def _request(self, method: str, bucket: str, key: str, headers: Mapping[str, str], *,
+                 ok: tuple[int, ...], stream: bool = False,
+                 data: bytes | IO[bytes] | None = None) -> Iterator[requests.Response]:
+        url = self.url_for(bucket, key)
+        signed = self._signed(method, bucket, key, headers)
+        self.requests_sent += 1
+        response = self._session.request(method, url, headers=signed, data=data,
+                                         stream=stream, timeout=self.timeout,
+                                         allow_redirects=False)
+        status = response.status_code
+        body = b""
+        if status not in ok or status == 404:
+            try:
+                body = response.raw.read(MAX_ERROR_BODY, decode_content=True) \
+                    if method != "HEAD" else b""
+            except Exception:  # the error body is a courtesy; its status says enough
+                body = b""
+        code = _xml_field(body, "Code") or response.headers.get("x-obs-error-code")
+        # A missing object is an answer; a missing bucket is a configuration error.
+        if status in ok and not (status == 404 and code == "NoSuchBucket"):
+            try:
+                yield response
+            finally:
+                response.close()
+            return
+        response.close()
+        message = _xml_field(body, "Message") or response.headers.get("x-obs-error-message")
+        if status in RETRIED_STATUSES:
+            raise _Transient(f"HTTP {status} {code or ''}".strip())
+        where = f"obs://{bucket}/{key}"
+        detail = f"HTTP {status} {code or ''}{': ' + message if message else ''}".strip()
+        if status == 403 and code in ("SignatureDoesNotMatch", "InvalidAccessKeyId"):
+            fix = ("check the AK/SK (the function's agency, or HUAWEICLOUD_SDK_AK/SK) and the "
+                   "security token")
+        elif status == 403 and code == "RequestTimeTooSkewed":
+            fix = "check that this machine's clock is right (within 15 minutes)"
+        elif status == 403:
+            fix = (f"the agency or IAM user needs {PERMISSIONS.get(method, method)} on bucket "
+                   f"{bucket} (IAM policy or bucket policy)")
+        elif status == 404:
+            fix = f"bucket {bucket} does not exist in this region; create it or fix store.sync"
+        elif 300 <= status < 400:
+            fix = ("OBS redirected the request: the bucket is in another region; set "
+                   "store.obs_endpoint to that region's endpoint")
+        else:
+            fix = "check store.sync and store.obs_endpoint"
+        raise ObsError(logs.redact(f"{method} {where} refused: {detail}; {fix}"),
+                       status=status, code=code)
+
+
+class _Transient(Exception):
+    """A failure worth another try: 5xx, a body cut short."""
+
+
+def _info(response: requests.Response) -> ObjectInfo:
+    length = response.headers.get("Content-Length")
+    return ObjectInfo(response.headers.get("ETag"),
+                      int(length) if length and length.isdigit() else None)
+
+
+def _xml_field(body: bytes, name: str) -> str | None:
+    # OBS's error bodies are flat XML; a regex reads them without an XML parser's entity
+    # expansion, on a body that is already size-limited.
+    match = re.search(rf"<{name}>([^<]{{0,500}})</{name}>".encode(), body)
+    return " ".join(match.group(1).decode("utf-8", "replace").split()) if match else None
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return (text[:160] + "...") if len(text) > 160 else (text or type(error).__name__)
+
+
+def default_endpoint(region: str) -> str:
+    return f"https://obs.{region}.myhuaweicloud.com"
+
+
+def verify_setting(verify_tls: bool, ca_bundle: str | None) -> bool | str:
+    """requests' `verify` from the [drs] keys (one TLS policy for every endpoint we call)."""
+    if ca_bundle:
+        return os.fspath(ca_bundle)
+    return verify_tls
