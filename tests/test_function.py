@@ -109,8 +109,14 @@ def test_timer_event_runs_a_cycle_with_agency_credentials(emulator: Emulator,
     json.dumps(summary)  # JSON-serialisable, as FunctionGraph needs
     # The emulator requires the security token: the agency's token was signed and sent.
     assert emulator.statuses.get(401) is None
-    assert any("[req-7f3a]" in line and "timer invocation" in line
-               for line in context.logger.lines)
+    # The runtime's logger stamps time, request id and level: our lines do not repeat them.
+    assert "INFO drs_report.function: timer invocation by drs-report-every-10-minutes" in \
+        context.logger.lines
+    assert not any("req-7f3a" in line or line.count("INFO") > 1
+                   for line in context.logger.lines if "summary:" not in line)
+    (last,) = [line for line in context.logger.lines if "summary:" in line]
+    assert last == context.logger.lines[-1]
+    assert "status=ok" in last and "jobs=10" in last and "duration=" in last
     assert (tmp_path / "out" / "report.html").is_file()
 
 

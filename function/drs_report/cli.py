@@ -5,6 +5,7 @@ Exit codes (a public contract, see README):
   1  no report could be produced
   2  bad configuration or usage: one line naming the key, no traceback
   3  report produced, but at least one delivery failed
+  5  busy: another run holds the store's lease (store.sync); nothing fetched or sent
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from drs_report import __version__, environment, logs
 from drs_report.errors import ConfigError, DrsReportError
-from drs_report.pipeline import EXIT_NO_REPORT, EXIT_OK, EXIT_USAGE
+from drs_report.pipeline import EXIT_BUSY, EXIT_NO_REPORT, EXIT_OK, EXIT_USAGE
 
 log = logs.get_logger("cli")
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="directory for the reports and the SQLite file "
                            "(default: ./drs-report-demo)")
 
-    emu = sub.add_parser("emulator", help="serve the DRS emulator over HTTP")
+    emu = sub.add_parser("emulator", help="serve the DRS emulator (or, with --obs, the OBS "
+                                          "emulator) over HTTP")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8080)
     emu.add_argument("--ak", default=None,
@@ -86,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--project-id", default=None, help="project id to serve")
     emu.add_argument("--scenario", type=Path, default=None,
                      help="scenario TOML file (default: the built-in demo fleet)")
+    emu.add_argument("--obs", action="store_true",
+                     help="serve the OBS emulator instead: PUT/GET/HEAD/DELETE of objects, "
+                          "path-style (http://HOST:PORT/BUCKET/KEY), signed with --ak/--sk")
+    emu.add_argument("--bucket", action="append", dest="buckets", metavar="BUCKET",
+                     help="with --obs: a bucket to serve (repeatable; default drs-report)")
 
     hist = sub.add_parser("history", help="the stored snapshots of one job, newest last")
     hist.add_argument("--config", required=True, type=Path)
@@ -123,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"drs-report: error: {logs.redact(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except DrsReportError as e:
+        from drs_report.store.lease import StoreBusy
+
+        if isinstance(e, StoreBusy):  # not an error: the other run does the work
+            print(f"drs-report: {logs.redact(str(e))}", file=sys.stderr)
+            return EXIT_BUSY
         print(f"drs-report: error: {logs.redact(str(e))}", file=sys.stderr)
         return EXIT_NO_REPORT
     except KeyboardInterrupt:
@@ -144,6 +156,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args.out)
     if command == "emulator":
+        if args.obs:
+            return _serve_obs(args)
         from drs_report.emulator.server import serve
 
         return serve(host=args.host, port=args.port, ak=args.ak, sk=args.sk,
@@ -176,6 +190,36 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return build_package(output=args.output, python=args.python, platform=args.platform)
     raise ConfigError("", f"unknown command {command!r}; see --help")
+
+
+def _serve_obs(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from drs_report.emulator import DEMO_AK, DEMO_SK
+    from drs_report.emulator.obs import ObsEmulator
+
+    emulator = ObsEmulator(ak=args.ak or os.environ.get(environment.AK) or DEMO_AK,
+                           sk=args.sk or os.environ.get(environment.SK) or DEMO_SK,
+                           security_token=os.environ.get(environment.SECURITY_TOKEN) or None,
+                           buckets=args.buckets or ["drs-report"], host=args.host,
+                           port=args.port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        emulator.start()
+    except OSError as e:
+        raise ConfigError("--port", f"cannot listen on {args.host}:{args.port}: "
+                          f"{e.strerror or e}; choose another --port (0 picks a free one) "
+                          "or --host") from None
+    try:
+        print(f"listening on {emulator.url}", flush=True)
+        stop.wait()
+    finally:
+        emulator.stop()
+    print("stopped", file=sys.stderr)
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -91,6 +91,9 @@ class StoreConfig:
     retention_days: int = 90
     report_retention_days: int = 30
     prune_batch_size: int = 5000
+    sync: str | None = None  # obs://BUCKET/KEY: the SQLite file is kept there between runs
+    obs_endpoint: str | None = None  # default https://obs.{drs.region}.myhuaweicloud.com
+    ephemeral: bool = False  # in FunctionGraph: accept history that dies with the instance
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,9 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Read the file (if any), apply DRS_REPORT_* environment overrides, validate."""
-    env = dict(os.environ if environ is None else environ)
+    # A Mapping, not a copy: FunctionGraph's user data answers lookups (getUserData), and a
+    # copy would hold only the names probed in advance.
+    env: Mapping[str, str] = dict(os.environ) if environ is None else environ
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     _apply_environment(data, env)
     if overrides:
@@ -255,7 +260,8 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "job": ("id", "name", "compare_jobs", "delay_warn_seconds", "delay_crit_seconds",
             "stall_minutes"),
     "discovery": ("name", "job_type", "compare_jobs"),
-    "store": ("url", "retention_days", "report_retention_days", "prune_batch_size"),
+    "store": ("url", "retention_days", "report_retention_days", "prune_batch_size", "sync",
+              "obs_endpoint", "ephemeral"),
     "report": ("output_dir", "templates_dir", "title", "trend_hours", "time_zone"),
     "thresholds": ("delay_warn_seconds", "delay_crit_seconds", "stall_minutes"),
     "delivery": ("time_zone", "digest_earliest", "alert_reminder_hours", "max_attempts"),
@@ -367,13 +373,18 @@ def parse_settings(
     top = _Reader(dict(data), "", env)
     top.check_unknown(_TOP_KEYS)
     base_dir = source.parent if source is not None else Path.cwd()
+    in_functiongraph = bool(env.get(environment.CODE_ROOT))
+    # The code directory is read-only in FunctionGraph: what we write goes under /tmp.
+    write_dir = Path(environment.FUNCTIONGRAPH_TMP) if in_functiongraph else base_dir
 
     drs = _parse_drs(_Reader(data.get("drs", {}), "drs", env), env)
     thresholds = _parse_thresholds(_Reader(data.get("thresholds", {}), "thresholds", env),
                                    Thresholds())
     jobs, discovery = _parse_jobs(data.get("jobs"), data.get("discovery"), env, thresholds)
-    store = _parse_store(_Reader(data.get("store", {}), "store", env), base_dir)
-    report = _parse_report(_Reader(data.get("report", {}), "report", env), base_dir)
+    store = _parse_store(_Reader(data.get("store", {}), "store", env), write_dir,
+                         region=drs.region, in_functiongraph=in_functiongraph)
+    report = _parse_report(_Reader(data.get("report", {}), "report", env), base_dir,
+                           write_dir=write_dir)
     delivery = _parse_delivery(_Reader(data.get("delivery", {}), "delivery", env))
     run = _parse_run(_Reader(data.get("run", {}), "run", env))
     channels = _parse_channels(data.get("channels", []), env)
@@ -515,17 +526,44 @@ def _resolve_sqlite_url(url: str, base_dir: Path) -> str:
     return url
 
 
-def _parse_store(r: _Reader, base_dir: Path) -> StoreConfig:
+def _parse_store(r: _Reader, base_dir: Path, *, region: str = "cn-north-4",
+                 in_functiongraph: bool = False) -> StoreConfig:
     r.check_unknown(_SECTION_KEYS["store"])
-    url = r.string("url", "sqlite:///drs-report.db")
+    default_url = "sqlite:///history.db" if in_functiongraph else "sqlite:///drs-report.db"
+    url = r.string("url", default_url)
     if not re.match(r"^(sqlite|postgresql)(\+[a-z0-9]+)?://", url):
         raise ConfigError(r.key("url"), "expected sqlite:///FILE or "
                                         "postgresql+psycopg://USER:PASSWORD@HOST/DB")
+    sync = r.string("sync")
+    ephemeral = r.boolean("ephemeral", False)
+    sqlite = url.startswith("sqlite")
+    if sync is not None:
+        if not re.match(r"^obs://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*[^/]$", sync):
+            raise ConfigError(r.key("sync"), f"{sync!r} is not obs://BUCKET/OBJECT_KEY (a "
+                                             "bucket name of 3-63 lowercase letters, digits, "
+                                             "'.' or '-', then the object key)")
+        if not sqlite or ":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite://"):
+            raise ConfigError(r.key("sync"), "keeps an SQLite file in OBS; set store.url to "
+                                             "sqlite:///FILE (the working copy) or remove "
+                                             "store.sync")
+    elif in_functiongraph and sqlite and not ephemeral:
+        raise ConfigError(r.key("url"), "an SQLite file in FunctionGraph dies with the "
+                                        "instance; set store.sync = \"obs://BUCKET/KEY\" to "
+                                        "keep it in OBS, or a PostgreSQL URL, or "
+                                        "store.ephemeral = true to accept losing history")
+    endpoint = r.string("obs_endpoint") or f"https://obs.{region}.myhuaweicloud.com"
+    if not re.match(r"^https?://[^\s/?#]+/?$", endpoint):
+        raise ConfigError(r.key("obs_endpoint"), f"{endpoint!r} is not an http(s) URL with a "
+                                                 "host; e.g. https://obs.cn-north-4."
+                                                 "myhuaweicloud.com")
     return StoreConfig(
         url=_resolve_sqlite_url(url, base_dir),
         retention_days=r.number("retention_days", 90, minimum=1, integer=True),
         report_retention_days=r.number("report_retention_days", 30, minimum=1, integer=True),
         prune_batch_size=r.number("prune_batch_size", 5000, minimum=1, integer=True),
+        sync=sync,
+        obs_endpoint=endpoint.rstrip("/"),
+        ephemeral=ephemeral,
     )
 
 
@@ -540,14 +578,15 @@ def _check_time_zone(value: str, key: str) -> str:
     return value
 
 
-def _parse_report(r: _Reader, base_dir: Path) -> ReportConfig:
+def _parse_report(r: _Reader, base_dir: Path, *, write_dir: Path | None = None
+                  ) -> ReportConfig:
     r.check_unknown(_SECTION_KEYS["report"])
     templates = r.string("templates_dir")
     templates_dir = (base_dir / templates) if templates else None
     if templates_dir is not None and not templates_dir.is_dir():
         raise ConfigError(r.key("templates_dir"), f"{templates} is not a directory")
     return ReportConfig(
-        output_dir=base_dir / r.string("output_dir", "reports/out"),
+        output_dir=(write_dir or base_dir) / r.string("output_dir", "reports/out"),
         templates_dir=templates_dir,
         title=r.string("title"),
         trend_hours=r.number("trend_hours", 24.0, minimum=1),

@@ -24,6 +24,15 @@ LOG_LEVEL = "DRS_REPORT_LOG_LEVEL"
 
 # FunctionGraph sets these in every instance; their presence tells us where we run.
 FUNCTIONGRAPH_MARKERS = ("RUNTIME_FUNC_NAME", "RUNTIME_PROJECT_ID")
+# The function's code directory (read-only): set means "inside FunctionGraph" for the
+# settings checks (only /tmp is writable there).
+CODE_ROOT = "RUNTIME_CODE_ROOT"
+# Every user data key and value as JSON, encrypted ones decrypted: read, never logged.
+USER_DATA = "RUNTIME_USERDATA"
+# The function's timeout in seconds (a run killed by it leaves a lease that must expire).
+TIMEOUT = "RUNTIME_TIMEOUT"
+# The only writable place in FunctionGraph; relative paths and defaults go under it there.
+FUNCTIONGRAPH_TMP = "/tmp/drs-report"
 
 # The tests' PostgreSQL server (documented in README); else 127.0.0.1:5432.
 TEST_POSTGRES_URL = "DRS_REPORT_TEST_POSTGRES_URL"

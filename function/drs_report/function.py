@@ -9,8 +9,10 @@ event as a manual, on-demand invocation (its own keys are read as overrides). Ov
     {"force": true}    {"dry_run": true}
 
 It never raises: every outcome is a JSON-serialisable summary with a `status` of "ok",
-"delivery_failed", "config_error" or "error", so the function's monitoring shows what
-happened and a bad configuration is not retried by the platform as if it were transient.
+"delivery_failed", "config_error", "error" or "busy" (another run holds the synced store's
+lease: nothing fetched or sent), so the function's monitoring shows what happened and a bad
+configuration is not retried by the platform as if it were transient. Each invocation ends
+with one summary line in the function's log.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from drs_report import environment, logs
 from drs_report.errors import ConfigError, DrsReportError
 from drs_report.secrets import Credentials, credentials_from_environment
+from drs_report.store.lease import StoreBusy
 
 log = logs.get_logger("function")
 
@@ -103,30 +106,51 @@ def _apply(invocation: Invocation, overrides: Mapping[str, Any], where: str) -> 
 
 
 class FunctionEnvironment(Mapping[str, str]):
-    """The process environment, falling back to the function's user data (getUserData).
+    """The process environment, falling back to the function's user data.
 
-    FunctionGraph hands a function's environment variables to the code through the context;
-    looking names up lazily serves both DRS_REPORT_* settings and ${NAME} references.
+    FunctionGraph hands a function's environment variables ("user data") to the code through
+    the context: plain ones also reach os.environ, encrypted ones only `getUserData(key)` and
+    RUNTIME_USERDATA (a JSON object of all of them, decrypted) answer. The environment wins
+    where both have a name. Every value that comes from user data, other than the
+    DRS_REPORT_* settings themselves, joins the redaction list: those are what `${NAME}`
+    references, passwords and webhook keys among them.
     """
 
     def __init__(self, context: Any, base: Mapping[str, str] | None = None) -> None:
         self._context = context
         self._base = dict(os.environ if base is None else base)
-        self._probed: dict[str, str] = {}
+        self._user_data: dict[str, str] = {}
         from drs_report.config import _SECTION_KEYS  # every DRS_REPORT_<SECTION>_<KEY>
 
-        names = [environment.CONFIG_PATH, environment.LOG_LEVEL, environment.AK,
-                 environment.SK, environment.SECURITY_TOKEN, environment.PROJECT_ID]
-        names += [f"{environment.SETTING_PREFIX}{section.upper()}_{key.upper()}"
-                  for section, keys in _SECTION_KEYS.items() if section != "job"
-                  for key in keys]
-        for name in names:
-            if name not in self._base:
-                value = self._user_data(name)
+        self._settings = {environment.CONFIG_PATH, environment.LOG_LEVEL}
+        self._settings.update(
+            f"{environment.SETTING_PREFIX}{section.upper()}_{key.upper()}"
+            for section, keys in _SECTION_KEYS.items() if section != "job" for key in keys)
+        everything = self._base.get(environment.USER_DATA)
+        if everything:
+            logs.add_secrets([everything])  # decrypted secrets inside: never in a log
+            try:
+                parsed = json.loads(everything)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                for name, value in parsed.items():
+                    if isinstance(name, str) and isinstance(value, str) and value:
+                        self._remember(name, value)
+        probe = [environment.AK, environment.SK, environment.SECURITY_TOKEN,
+                 environment.PROJECT_ID, *sorted(self._settings)]
+        for name in probe:
+            if name not in self._base and name not in self._user_data:
+                value = self._ask(name)
                 if value:
-                    self._probed[name] = value
+                    self._remember(name, value)
 
-    def _user_data(self, name: str) -> str | None:
+    def _remember(self, name: str, value: str) -> None:
+        self._user_data[name] = value
+        if name not in self._settings:
+            logs.add_secrets([value])
+
+    def _ask(self, name: str) -> str | None:
         getter = getattr(self._context, "getUserData", None)
         if getter is None:
             return None
@@ -139,11 +163,12 @@ class FunctionEnvironment(Mapping[str, str]):
     def __getitem__(self, name: str) -> str:
         if name in self._base:
             return self._base[name]
-        if name in self._probed:
-            return self._probed[name]
-        value = self._user_data(name)
+        if name in self._user_data:
+            return self._user_data[name]
+        value = self._ask(name)
         if value is None:
             raise KeyError(name)
+        self._remember(name, value)
         return value
 
     def __contains__(self, name: object) -> bool:
@@ -157,10 +182,10 @@ class FunctionEnvironment(Mapping[str, str]):
 
     def __iter__(self) -> Iterator[str]:
         yield from self._base
-        yield from (k for k in self._probed if k not in self._base)
+        yield from (k for k in self._user_data if k not in self._base)
 
     def __len__(self) -> int:
-        return len(set(self._base) | set(self._probed))
+        return len(set(self._base) | set(self._user_data))
 
 
 def agency_credentials(context: Any) -> Credentials | None:
@@ -177,17 +202,20 @@ def agency_credentials(context: Any) -> Credentials | None:
 
 
 class ContextLogHandler(logging.Handler):
-    """Python logging -> FunctionGraph's logger, each line with the request id."""
+    """Python logging -> FunctionGraph's logger.
 
-    def __init__(self, context: Any, request_id: str) -> None:
+    The runtime's logger stamps each line with the time, the request id and the level, so
+    our lines carry only the logger's name and the message.
+    """
+
+    def __init__(self, context: Any) -> None:
         super().__init__()
         self._logger = context.getLogger()
-        self._request_id = request_id
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = f"[{self._request_id}] {self.format(record)}"
+            line = self.format(record)
             if record.levelno >= logging.ERROR:
                 method = getattr(self._logger, "error", None)
             elif record.levelno >= logging.WARNING:
@@ -205,19 +233,15 @@ class ContextLogHandler(logging.Handler):
 def _setup_logging(context: Any, request_id: str, level: str) -> logging.Handler:
     handler: logging.Handler
     if context is not None and hasattr(context, "getLogger"):
-        handler = ContextLogHandler(context, request_id)
+        handler = ContextLogHandler(context)
     else:
         import sys
 
+        # No runtime logger to stamp the lines: say it ourselves.
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter(
-            f"%(asctime)s [{request_id}] %(levelname)s %(name)s: %(message)s"))
-    logs.install(handler)
-    root = logging.getLogger(logs.LOGGER_NAME)
-    root.handlers = [handler]
-    root.propagate = False
-    root.setLevel(level.upper() if level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
-                  else "INFO")
+            f"%(asctime)s {request_id} %(levelname)s %(name)s: %(message)s"))
+    logs.install_function_handler(handler, level)
     return handler
 
 
@@ -231,6 +255,9 @@ def handle(event: Any, context: Any, *, code_dir: Path | None = None) -> dict[st
     summary: dict[str, Any]
     try:
         summary = _run(event, context, environ, code_dir, started)
+    except StoreBusy as e:
+        log.warning("%s", e)
+        summary = {"status": "busy", "error": str(e)}
     except ConfigError as e:
         log.error("configuration error: %s", e)
         summary = {"status": "config_error", "error": str(e)}
@@ -244,7 +271,36 @@ def handle(event: Any, context: Any, *, code_dir: Path | None = None) -> dict[st
     summary["request_id"] = request_id
     summary["duration_seconds"] = round(time.monotonic() - started, 3)
     redacted: dict[str, Any] = _redacted(summary)
+    log.info("%s", summary_line(redacted))
     return redacted
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    """The invocation in one log line: status, counts, deliveries, sync time, duration."""
+    parts = [f"status={summary.get('status')}"]
+    if summary.get("run_id") is not None:
+        parts.append(f"run={summary['run_id']}")
+    counts = summary.get("counts")
+    if isinstance(counts, dict):
+        parts.append(f"jobs={summary.get('jobs', 0)}")
+        parts.append("counts=" + ",".join(f"{k}:{v}" for k, v in counts.items()))
+    deliveries = summary.get("deliveries")
+    if isinstance(deliveries, list):
+        tally: dict[str, int] = {}
+        for d in deliveries:
+            tally[str(d.get("status"))] = tally.get(str(d.get("status")), 0) + 1
+        parts.append("deliveries=" + (",".join(f"{k}:{v}" for k, v in tally.items()) or "0"))
+    sync = summary.get("sync")
+    if isinstance(sync, dict):
+        seconds = (sync.get("fetch_seconds") or 0) + (sync.get("write_back_seconds") or 0)
+        parts.append(f"sync={seconds:.2f}s ({sync.get('fetched')}"
+                     f"{', merged' if sync.get('merged') else ''})")
+    if summary.get("partial"):
+        parts.append("partial")
+    parts.append(f"duration={summary.get('duration_seconds')}s")
+    if summary.get("error"):
+        parts.append(f"error={summary['error']}")
+    return "summary: " + " ".join(parts)
 
 
 def _run(event: Any, context: Any, environ: FunctionEnvironment, code_dir: Path | None,

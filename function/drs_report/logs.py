@@ -75,3 +75,24 @@ def configure(level: str | int = "INFO", *, stream: object = None) -> logging.Ha
         # Libraries speak only of warnings, unless the user asked for DEBUG.
         lib.setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
     return handler
+
+
+# The libraries we drive; they log URLs and headers at DEBUG, and speak only of warnings
+# unless the user asked for DEBUG.
+LIBRARY_LOGGERS = ("urllib3", "sqlalchemy", "alembic", "huaweicloudsdkcore")
+
+
+def install_function_handler(handler: logging.Handler, level: str) -> None:
+    """Function-side logging: our loggers and the libraries' through one redacting handler,
+    not propagated to the runtime's root logger (which would print every line twice)."""
+    install(handler)
+    wanted = level.upper() if level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
+    root = logging.getLogger(LOGGER_NAME)
+    root.handlers = [handler]
+    root.propagate = False
+    root.setLevel(wanted)
+    for name in LIBRARY_LOGGERS:
+        lib = logging.getLogger(name)
+        lib.handlers = [handler]
+        lib.propagate = False
+        lib.setLevel(logging.DEBUG if wanted == "DEBUG" else logging.WARNING)

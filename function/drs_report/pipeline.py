@@ -36,6 +36,10 @@ EXIT_OK = 0
 EXIT_NO_REPORT = 1
 EXIT_USAGE = 2
 EXIT_DELIVERY_FAILED = 3
+EXIT_BUSY = 5  # another run holds the store's lease: nothing fetched or sent
+
+# A lease without a hard deadline to expire with (a CLI run) lasts this long.
+DEFAULT_LEASE_SECONDS = 900.0
 
 
 @dataclass
@@ -49,6 +53,7 @@ class RunResult:
     partial: bool = False
     errors: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
+    sync: dict[str, Any] | None = None  # what the OBS sync did (store.sync)
 
     @property
     def delivery_failed(self) -> bool:
@@ -68,6 +73,7 @@ class RunResult:
             "deliveries": [d.to_dict() for d in self.deliveries],
             "errors": [logs.redact(e) for e in self.errors],
             "duration_seconds": round(self.duration_seconds, 3),
+            "sync": self.sync,
         }
 
 
@@ -92,72 +98,149 @@ def run_cycle(
     `job_ids` narrows the configured jobs (a FunctionGraph `user_event` override); `modes`
     narrows the channels to those modes.
     """
-    from drs_report.analysis import analyse
-    from drs_report.client import DrsClient
-    from drs_report.delivery import deliver
-    from drs_report.render import render_all
     from drs_report.store import Store
 
     started = time.monotonic()
     logs.add_secrets(credentials.secrets())
     logs.add_secrets(settings.secret_values())
+    hard_deadline = deadline  # the platform's: a run still going then is killed
     if deadline is None and settings.run.time_budget_seconds is not None:
         deadline = started + settings.run.time_budget_seconds
-    fetch_deadline = None if deadline is None else deadline - settings.run.safety_margin_seconds
+    check_writable(settings)
+    kwargs: dict[str, Any] = dict(
+        trigger=trigger, deadline=deadline, now=now, session=session, force=force,
+        dry_run=dry_run, job_ids=job_ids, modes=modes, started=started)
+    if store is not None:
+        return _cycle(settings, credentials, store, **kwargs)
+    if settings.store.sync:
+        return _synced_cycle(settings, credentials, hard_deadline=hard_deadline, **kwargs)
+    opened = Store.open(settings.store.url)
+    try:
+        return _cycle(settings, credentials, opened, **kwargs)
+    finally:
+        opened.close()
 
+
+def _synced_cycle(settings: Settings, credentials: Credentials, *,
+                  hard_deadline: float | None, **kwargs: Any) -> RunResult:
+    """The cycle on the SQLite file kept in OBS: lease, fetch, run, write back, release."""
+    from drs_report.store.lease import EXPIRY_MARGIN_SECONDS
+    from drs_report.store.sync import synced_store
+
+    if hard_deadline is not None:
+        ttl = max(hard_deadline - time.monotonic(), 1.0) + EXPIRY_MARGIN_SECONDS
+    elif settings.run.time_budget_seconds is not None:
+        ttl = settings.run.time_budget_seconds + DEFAULT_LEASE_SECONDS
+    else:
+        ttl = DEFAULT_LEASE_SECONDS
+    with synced_store(settings, credentials, trigger=kwargs["trigger"], ttl_seconds=ttl,
+                      dry_run=kwargs["dry_run"]) as synced:
+        result = _cycle(settings, credentials, synced.store, downsample=True, **kwargs)
+    # The write-back is done once the block has closed.
+    result.sync = synced.stats.to_dict()
+    result.duration_seconds = time.monotonic() - kwargs["started"]
+    return result
+
+
+def _cycle(
+    settings: Settings,
+    credentials: Credentials,
+    store: Store,
+    *,
+    trigger: str,
+    deadline: float | None,
+    now: datetime | None,
+    session: requests.Session | None,
+    force: bool,
+    dry_run: bool,
+    job_ids: Sequence[str] | None,
+    modes: Sequence[str] | None,
+    started: float,
+    downsample: bool = False,
+) -> RunResult:
+    from drs_report.analysis import analyse
+    from drs_report.client import DrsClient
+    from drs_report.delivery import deliver
+    from drs_report.render import render_all
+
+    fetch_deadline = None if deadline is None else deadline - settings.run.safety_margin_seconds
     jobs = settings.jobs
     if job_ids:
         wanted = set(job_ids)
         jobs = tuple(j for j in jobs if j.id in wanted)
 
-    own_store = store is None
-    if store is None:
-        store = Store.open(settings.store.url)
-    try:
-        store.upgrade()
-        with DrsClient(settings.drs, credentials, session=session) as client:
-            snapshot = client.fetch(jobs, settings.discovery, deadline=fetch_deadline)
-        taken_at = snapshot.taken_at
-        current = now or datetime.now(timezone.utc)
-        run_id = store.begin_run(trigger=trigger, started_at=taken_at)
-        store.save_snapshot(run_id, snapshot)
-        history = store.history(
-            [j.job_id for j in snapshot.jobs],
-            since=current - timedelta(hours=settings.report.trend_hours),
-        )
-        previous = store.previous_report(before_run_id=run_id)
-        report = analyse(snapshot, history, previous, settings, now=current)
-        rendered = render_all(report, settings)
-        outputs = write_outputs(rendered, settings.report.output_dir)
-        store.save_reports(run_id, rendered)
-        deliveries = deliver(
-            report, rendered, settings, store, run_id,
-            now=current, deadline=deadline, force=force, dry_run=dry_run,
-            credentials=credentials, modes=modes,
-        )
-        result = RunResult(
-            run_id=run_id, report=report, outputs=outputs, deliveries=deliveries,
-            partial=snapshot.partial, errors=list(snapshot.errors),
-            duration_seconds=time.monotonic() - started,
-        )
-        store.finish_run(
-            run_id,
-            outcome="delivery_failed" if result.delivery_failed else "ok",
-            counts=report.counts(),
-            errors=[logs.redact(e) for e in result.errors],
-            partial=result.partial,
-            finished_at=datetime.now(timezone.utc),
-        )
-        store.prune(
-            retention_days=settings.store.retention_days,
-            report_retention_days=settings.store.report_retention_days,
-            batch_size=settings.store.prune_batch_size,
-            now=current,
-        )
-        return result
-    finally:
-        if own_store:
-            store.close()
+    store.upgrade()
+    with DrsClient(settings.drs, credentials, session=session) as client:
+        snapshot = client.fetch(jobs, settings.discovery, deadline=fetch_deadline)
+    if settings.store.ephemeral and settings.store.url.startswith("sqlite"):
+        snapshot.errors.append("history is not kept: store.ephemeral = true, and the SQLite "
+                               "file lives only as long as this function instance")
+    taken_at = snapshot.taken_at
+    current = now or datetime.now(timezone.utc)
+    run_id = store.begin_run(trigger=trigger, started_at=taken_at)
+    store.save_snapshot(run_id, snapshot)
+    history = store.history(
+        [j.job_id for j in snapshot.jobs],
+        since=current - timedelta(hours=settings.report.trend_hours),
+    )
+    previous = store.previous_report(before_run_id=run_id)
+    report = analyse(snapshot, history, previous, settings, now=current)
+    rendered = render_all(report, settings)
+    outputs = write_outputs(rendered, settings.report.output_dir)
+    store.save_reports(run_id, rendered)
+    deliveries = deliver(
+        report, rendered, settings, store, run_id,
+        now=current, deadline=deadline, force=force, dry_run=dry_run,
+        credentials=credentials, modes=modes,
+    )
+    result = RunResult(
+        run_id=run_id, report=report, outputs=outputs, deliveries=deliveries,
+        partial=snapshot.partial, errors=list(snapshot.errors),
+        duration_seconds=time.monotonic() - started,
+    )
+    store.finish_run(
+        run_id,
+        outcome="delivery_failed" if result.delivery_failed else "ok",
+        counts=report.counts(),
+        errors=[logs.redact(e) for e in result.errors],
+        partial=result.partial,
+        finished_at=datetime.now(timezone.utc),
+    )
+    store.prune(
+        retention_days=settings.store.retention_days,
+        report_retention_days=settings.store.report_retention_days,
+        batch_size=settings.store.prune_batch_size,
+        now=current,
+    )
+    if downsample:
+        store.downsample(now=current, trend_hours=settings.report.trend_hours)
+    return result
+
+
+def check_writable(settings: Settings) -> None:
+    """The report directory and an SQLite file's directory can be written, or a ConfigError
+    naming the key (in FunctionGraph only /tmp can)."""
+    import os
+
+    from drs_report import environment
+    from drs_report.errors import ConfigError
+
+    places: list[tuple[str, Path]] = [("report.output_dir", settings.report.output_dir)]
+    url = settings.store.url
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        places.append(("store.url", Path(url[len("sqlite:///"):]).parent))
+    hint = ("; in FunctionGraph only /tmp is writable: use a relative path (it goes under "
+            f"{environment.FUNCTIONGRAPH_TMP}) or one under /tmp"
+            if os.environ.get(environment.CODE_ROOT) else "; choose a directory you may write")
+    for key, directory in places:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f".drs-report-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(key, f"cannot write to {directory}: {e.strerror or e}{hint}"
+                              ) from None
 
 
 def write_outputs(rendered: Mapping[str, str], output_dir: Path) -> dict[str, Path]:

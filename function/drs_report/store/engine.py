@@ -53,6 +53,7 @@ class StoreBase:
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
         self.url = url
+        self.runs_begun: list[int] = []  # by this process: what a synced write-back merges
 
     # -- opening -----------------------------------------------------------------------
 

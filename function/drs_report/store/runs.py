@@ -19,6 +19,7 @@ class RunsMixin(StoreBase):
                       counts={}, errors=[], requests=0)
             s.add(run)
             s.flush()
+            self.runs_begun.append(run.id)
             return run.id
 
 
