@@ -81,15 +81,16 @@ def new_owner(trigger: str) -> str:
 
 class ObsLease:
     def __init__(self, client: ObsClient, bucket: str, key: str, *, owner: str,
-                 ttl_seconds: float, window_seconds: float = WINDOW_SECONDS,
-                 settle_seconds: float = SETTLE_SECONDS) -> None:
+                 ttl_seconds: float, window_seconds: float | None = None,
+                 settle_seconds: float | None = None) -> None:
         self.client = client
         self.bucket = bucket
         self.key = key
         self.owner = owner
         self.ttl_seconds = ttl_seconds
-        self.window_seconds = window_seconds
-        self.settle_seconds = max(settle_seconds, window_seconds)
+        self.window_seconds = WINDOW_SECONDS if window_seconds is None else window_seconds
+        self.settle_seconds = max(SETTLE_SECONDS if settle_seconds is None else settle_seconds,
+                                  self.window_seconds)
         self.held: Lease | None = None
         self.took_over: Lease | None = None
 

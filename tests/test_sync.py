@@ -1,0 +1,271 @@
+"""The SQLite store kept in OBS: fresh instances, overlapping runs, a killed run, merging.
+
+Real parts: the DRS emulator and the OBS emulator over loopback, webhook receivers that
+count what arrives, runs in processes of their own where they overlap or get killed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drs_report.config import parse_settings
+from drs_report.emulator import Emulator, Faults
+from drs_report.emulator.obs import ObsEmulator
+from drs_report.errors import StoreError
+from drs_report.pipeline import run_cycle
+from drs_report.store import lease as lease_module
+from drs_report.store.lease import Lease, StoreBusy
+from drs_report.store.sync import synced_store
+from tests.fixtures.emulator import CANARY_SK, CANARY_TOKEN, canary_credentials, make_emulator
+from tests.fixtures.obs import BUCKET, KEY, synced_settings_dict
+from tests.fixtures.receivers import WEBHOOK_SECRET, Receiver
+
+LEASE_KEY = f"{KEY}.lease"
+
+
+@pytest.fixture
+def quick_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs on loopback: a shorter settle keeps the tests quick (the scheme is
+    the same; the subprocess tests below use the real figures)."""
+    monkeypatch.setattr(lease_module, "WINDOW_SECONDS", 0.5)
+    monkeypatch.setattr(lease_module, "SETTLE_SECONDS", 0.6)
+
+
+def channels(hook: Receiver) -> list[dict[str, Any]]:
+    return [{"type": "webhook", "name": "hook-digest", "mode": "digest", "url": hook.url,
+             "secret": WEBHOOK_SECRET},
+            {"type": "webhook", "name": "hook-alert", "mode": "alert", "url": hook.url,
+             "secret": WEBHOOK_SECRET}]
+
+
+def kinds(hook: Receiver) -> list[str]:
+    return sorted(m.json()["kind"] for m in hook.messages())
+
+
+def rows(path: Path, sql: str) -> list[Any]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def object_copy(obs: ObsEmulator, tmp_path: Path) -> Path:
+    stored = obs.object(BUCKET, KEY)
+    assert stored is not None
+    copy = tmp_path / f"object-{time.monotonic_ns()}.db"
+    copy.write_bytes(stored.data)
+    return copy
+
+
+def test_a_fresh_instance_sees_the_history_and_sends_nothing_twice(
+        emulator: Emulator, obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None) -> None:
+    hook = webhooks["webhook"]
+    first = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "instance-1",
+                                                channels=channels(hook)), {})
+    result = run_cycle(first, canary_credentials())
+    assert result.sync is not None and result.sync["fetched"] == "new"
+    assert result.sync["written_back"] and not result.sync["merged"]
+    assert kinds(hook) == ["alert", "digest"]
+    assert obs.object(BUCKET, LEASE_KEY) is None  # released
+    emulator.advance(600)
+    # A new instance: nothing on its /tmp, everything from OBS.
+    second = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "instance-2",
+                                                 channels=channels(hook)), {})
+    again = run_cycle(second, canary_credentials())
+    assert again.sync is not None and again.sync["fetched"] == "downloaded"
+    assert kinds(hook) == ["alert", "digest"]  # the day's digest and the alert: once
+    assert {d.status for d in again.deliveries} == {"skipped"}
+    runs = rows(object_copy(obs, tmp_path), "SELECT id, outcome FROM runs ORDER BY id")
+    assert [r[1] for r in runs] == ["ok", "ok"]
+    # The second run's trend has the first run's reading: history survived the instance.
+    job = again.report.jobs[0]
+    assert len(job.trend) == 2, job.trend
+    # The same instance again: its copy is current, so OBS answers 304 and nothing moves.
+    emulator.advance(600)
+    gets_before = len(obs.requests("GET"))
+    third = run_cycle(second, canary_credentials())
+    assert third.sync is not None and third.sync["fetched"] == "unchanged"
+    assert [r.status for r in obs.requests("GET")[gets_before:]].count(304) == 1
+
+
+def test_a_dry_run_only_reads_the_file(emulator: Emulator, obs: ObsEmulator,
+                                       webhooks: dict[str, Receiver], tmp_path: Path,
+                                       quick_lease: None) -> None:
+    hook = webhooks["webhook"]
+    settings = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "i",
+                                                   channels=channels(hook)), {})
+    run_cycle(settings, canary_credentials())
+    before = obs.object(BUCKET, KEY)
+    puts, deletes = len(obs.requests("PUT")), len(obs.requests("DELETE"))
+    result = run_cycle(settings, canary_credentials(), dry_run=True, force=True)
+    assert result.sync is not None and result.sync["fetched"] == "dry-run"
+    assert not result.sync["written_back"]
+    assert len(obs.requests("PUT")) == puts and len(obs.requests("DELETE")) == deletes
+    assert obs.object(BUCKET, KEY) == before
+    assert kinds(hook) == ["alert", "digest"]
+
+
+def test_a_live_lease_makes_the_run_busy_before_anything_is_fetched(
+        emulator: Emulator, obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None) -> None:
+    now = datetime.now(timezone.utc)
+    holder = Lease("timer run on another-instance pid 7 (abcd1234)", now,
+                   now.replace(year=now.year + 1))
+    obs.put_object(BUCKET, LEASE_KEY, holder.to_json())
+    settings = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "i",
+                                                   channels=channels(webhooks["webhook"])), {})
+    served = emulator.requests_served
+    with pytest.raises(StoreBusy) as caught:
+        run_cycle(settings, canary_credentials())
+    assert "another-instance pid 7" in str(caught.value)
+    assert emulator.requests_served == served  # no DRS request
+    assert webhooks["webhook"].messages() == []
+    assert obs.object(BUCKET, KEY) is None
+    stored = obs.object(BUCKET, LEASE_KEY)
+    assert stored is not None and stored.data == holder.to_json()  # left alone
+
+
+def test_a_run_that_outlived_its_lease_is_merged_not_overwritten(
+        emulator: Emulator, obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None, caplog: pytest.LogCaptureFixture) -> None:
+    hook = webhooks["webhook"]
+    slow = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "slow",
+                                               channels=channels(hook)), {})
+    other = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "other",
+                                                channels=channels(hook)), {})
+    run_cycle(slow, canary_credentials())  # some history first
+    emulator.advance(600)
+    with caplog.at_level(logging.WARNING, logger="drs_report"), \
+            synced_store(slow, canary_credentials(), trigger="cli", ttl_seconds=60) as synced:
+        run_id = synced.store.begin_run(trigger="cli", started_at=datetime.now(timezone.utc))
+        assert synced.store.claim_delivery("digest:late:1", run_id=run_id, channel="late",
+                                           mode="digest", now=datetime.now(timezone.utc))
+        synced.store.finish_delivery("digest:late:1", sent=True,
+                                     now=datetime.now(timezone.utc))
+        # Meanwhile its lease is gone (it ran past it) and another run writes the file.
+        obs.state.buckets[BUCKET].pop(LEASE_KEY)
+        run_cycle(other, canary_credentials())
+    assert synced.stats.merged and synced.stats.written_back
+    assert any("merged into the newer copy" in r.getMessage() for r in caplog.records)
+    copy = object_copy(obs, tmp_path)
+    triggers = [r[0] for r in rows(copy, "SELECT trigger FROM runs ORDER BY id")]
+    assert triggers == ["cli", "cli", "cli"]  # first, the other one, then the merged one
+    assert rows(copy, "SELECT state FROM delivery_claims WHERE idempotency_key = "
+                      "'digest:late:1'") == [("sent",)]
+    readings = rows(copy, "SELECT run_id, COUNT(*) FROM job_snapshots GROUP BY run_id")
+    assert len(readings) == 2 and all(n == 10 for _, n in readings)
+
+
+def test_a_refused_bucket_names_it_and_the_missing_permission(
+        emulator: Emulator, obs: ObsEmulator, tmp_path: Path, quick_lease: None) -> None:
+    obs.deny("PutObject")
+    settings = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "i"), {})
+    with pytest.raises(StoreError) as caught:
+        run_cycle(settings, canary_credentials())
+    message = str(caught.value)
+    assert "obs://drs-report/drs-report/history.db.lease" in message
+    assert "needs obs:object:PutObject on bucket drs-report" in message
+    assert "\n" not in message and CANARY_SK not in message and CANARY_TOKEN not in message
+
+
+# -- runs in processes of their own ------------------------------------------------------------
+
+
+def _cycle_in_a_process(data: dict[str, Any], out: str, deadline_seconds: float | None) -> None:
+    from drs_report.config import parse_settings
+    from drs_report.pipeline import run_cycle
+    from drs_report.store.lease import StoreBusy
+    from tests.fixtures.emulator import canary_credentials
+
+    logging.basicConfig(level=logging.INFO)
+    settings = parse_settings(data, {})
+    deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+    try:
+        result = run_cycle(settings, canary_credentials(), trigger="timer", deadline=deadline)
+    except StoreBusy as e:
+        Path(out).write_text(json.dumps({"status": "busy", "error": str(e)}))
+        return
+    Path(out).write_text(json.dumps({"status": "ok", "run_id": result.run_id,
+                                     "sync": result.sync,
+                                     "deliveries": [d.status for d in result.deliveries]}))
+
+
+def _start(data: dict[str, Any], out: Path, deadline_seconds: float | None = None
+           ) -> multiprocessing.process.BaseProcess:
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_cycle_in_a_process,
+                              args=(data, str(out), deadline_seconds))
+    process.start()
+    return process
+
+
+@pytest.mark.slow
+def test_two_overlapping_runs_keep_every_reading_and_deliver_once(
+        emulator: Emulator, obs: ObsEmulator, webhooks: dict[str, Receiver],
+        tmp_path: Path) -> None:
+    hook = webhooks["webhook"]
+    emulator.set_faults(Faults(latency_ms=30))
+    for round_ in range(2):
+        outs = [tmp_path / f"round{round_}-run{i}.json" for i in range(2)]
+        processes = [_start(synced_settings_dict(emulator, obs, tmp_path / f"r{round_}-i{i}",
+                                                 channels=channels(hook)), out)
+                     for i, out in enumerate(outs)]
+        for p in processes:
+            p.join(120)
+        assert [p.exitcode for p in processes] == [0, 0]
+        results = [json.loads(out.read_text()) for out in outs]
+        statuses = sorted(r["status"] for r in results)
+        # Started together, they overlap: one holds the lease, the other is busy.
+        assert statuses == ["busy", "ok"], results
+        emulator.advance(600)
+    copy = object_copy(obs, tmp_path)
+    runs = rows(copy, "SELECT id FROM runs ORDER BY id")
+    assert len(runs) == 2  # one per round: every run that reported ok
+    per_run = rows(copy, "SELECT run_id, COUNT(*) FROM job_snapshots GROUP BY run_id")
+    assert [n for _, n in per_run] == [10, 10]
+    assert kinds(hook) == ["alert", "digest"]  # each exactly once
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_its_lease_is_taken_over_after_expiry(
+        obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path) -> None:
+    hook = webhooks["webhook"]
+    with make_emulator(faults=Faults(latency_ms=400)) as slow:
+        data = synced_settings_dict(slow, obs, tmp_path / "killed", channels=channels(hook))
+        victim = _start(data, tmp_path / "killed.json", deadline_seconds=3.0)
+        deadline = time.monotonic() + 60
+        while obs.object(BUCKET, LEASE_KEY) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)  # kill -9, holding the lease
+        victim.join(10)
+        stored = obs.object(BUCKET, LEASE_KEY)
+        assert stored is not None
+        left = Lease.from_json(stored.data)
+        assert left is not None
+        # Its expiry is the run's own budget (3 s) and a margin: not an hour.
+        assert (left.expires_at - left.acquired_at).total_seconds() == pytest.approx(8, abs=1)
+        settings = parse_settings(synced_settings_dict(slow, obs, tmp_path / "next",
+                                                       channels=channels(hook)), {})
+        with pytest.raises(StoreBusy):
+            run_cycle(settings, canary_credentials())
+        while datetime.now(timezone.utc) <= left.expires_at:
+            time.sleep(0.2)
+        result = run_cycle(settings, canary_credentials())
+    assert result.sync is not None and result.sync["took_over_lease_of"] is not None
+    assert left.owner in result.sync["took_over_lease_of"]
+    assert kinds(hook) == ["alert", "digest"]
+    assert obs.object(BUCKET, LEASE_KEY) is None
