@@ -243,3 +243,80 @@ print(json.dumps([index.handler({{}}, Ctx())["status"], sorted(sys.modules)]))
                  "huaweicloudsdkdrs", "drs_report.packaging"):
         assert lazy not in loaded, f"{lazy} was imported on the cold path"
     assert "css_inline" in loaded  # the HTML report needs it; imported only then
+
+
+def test_secrets_from_encrypted_user_data_through_index_handler(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        webhooks: dict[str, Any]) -> None:
+    """An empty os.environ: every setting and ${NAME} comes from getUserData."""
+    import os
+
+    from tests.fixtures.receivers import WEBHOOK_SECRET
+
+    sys.path.insert(0, str(FUNCTION_DIR))
+    import index
+
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    hook = webhooks["webhook"]
+    write_config(tmp_path, emulator,
+                 '\n[[channels]]\ntype = "webhook"\nurl = "${HOOK_URL}"\n'
+                 'secret = "${HOOK_SECRET}"\n')
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text().replace(f'endpoint = "{emulator.url}"\n', ""))
+    plain = {"DRS_REPORT_CONFIG": str(config), "DRS_REPORT_DRS_ENDPOINT": emulator.url,
+             "DRS_REPORT_STORE_URL": f"sqlite:///{tmp_path / 'h.db'}",
+             "DRS_REPORT_DRS_PROJECT_ID": PROJECT_ID, "HOOK_URL": hook.url}
+    encrypted = {"HOOK_SECRET": WEBHOOK_SECRET}  # only getUserData answers these
+    context = FakeContext(user_data={**plain, **encrypted})
+    summary = index.handler(TIMER_EVENT, context)
+    assert summary["status"] == "ok", summary
+    assert [d["status"] for d in summary["deliveries"]] == ["sent"]
+    assert len(hook.messages()) == 1  # the receiver checked the signature made with it
+    text = json.dumps(summary) + "\n".join(context.logger.lines)
+    assert WEBHOOK_SECRET not in text and hook.url not in text
+
+
+def test_runtime_userdata_is_read_but_never_logged(tmp_path: Path) -> None:
+    from drs_report import logs
+
+    everything = json.dumps({"SMTP_PASSWORD": "canary-userdata-password-81f2",
+                             "DRS_REPORT_STORE_URL": "sqlite://"})
+    env = FunctionEnvironment(FakeContext(), base={"RUNTIME_USERDATA": everything})
+    assert env["SMTP_PASSWORD"] == "canary-userdata-password-81f2"
+    assert "DRS_REPORT_STORE_URL" in set(env)
+    assert logs.redact(f"env: {everything}") == "env: ***"
+    assert logs.redact("password canary-userdata-password-81f2") == "password ***"
+
+
+def test_in_functiongraph_sqlite_without_sync_is_a_config_error(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)
+    monkeypatch.setenv("RUNTIME_CODE_ROOT", str(tmp_path))
+    write_config(tmp_path, emulator)
+    summary = handle({}, FakeContext(), tmp_path)
+    assert summary["status"] == "config_error"
+    assert summary["error"].startswith("store.url: an SQLite file in FunctionGraph dies with "
+                                       "the instance; set store.sync")
+    text = (tmp_path / "config.toml").read_text().replace(
+        'url = "sqlite:///history.db"', 'url = "sqlite:///history.db"\nephemeral = true')
+    (tmp_path / "config.toml").write_text(text)
+    summary = handle({}, FakeContext(), tmp_path)
+    assert summary["status"] == "ok", summary
+    assert any("history is not kept" in e for e in summary["errors"])
+    # Relative paths went under /tmp, not into the code directory.
+    assert summary["outputs"]["html"] == "/tmp/drs-report/out/report.html"
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unwritable_output_dir_is_a_config_error_naming_the_key(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)
+    write_config(tmp_path, emulator)
+    text = (tmp_path / "config.toml").read_text().replace(
+        'output_dir = "out"', 'output_dir = "/proc/drs-report-out"')
+    (tmp_path / "config.toml").write_text(text)
+    summary = handle({}, FakeContext(), tmp_path)
+    assert summary["status"] == "config_error", summary
+    assert summary["error"].startswith("report.output_dir: cannot write to /proc/drs-report-out")
+    assert "internal error" not in summary["error"]
