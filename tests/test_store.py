@@ -332,3 +332,44 @@ def test_a_throwaway_server_can_be_started_from_the_binaries() -> None:
     store.upgrade()
     assert store.current_revision() == "0002"
     store.close()
+
+
+def test_downsampling_thins_old_readings_and_keeps_the_trend_window(tmp_path: Path) -> None:
+    """Every 10 minutes for 10 days: full resolution within the trend window, hourly to
+    7 days, daily beyond; the trend window reads exactly as before, so stall detection,
+    ETA and trends see the same history."""
+    store = Store.open(f"sqlite:///{tmp_path / 'h.db'}", in_functiongraph=False)
+    store.upgrade()
+    now = T0
+    start = now - timedelta(days=10)
+    at = start
+    while at <= now:
+        run_id = save(store, at)
+        store.save_reports(run_id, {"json": "{}"})
+        at += timedelta(minutes=10)
+    job = job_reading(1).job_id
+    window = now - timedelta(hours=24)
+    before = store.history([job], since=window)[job]
+    store.downsample(now=now, trend_hours=24)
+    after = store.history([job], since=window)[job]
+    assert [t for t, _ in after] == [t for t, _ in before]  # the trend window untouched
+    assert after[-1][1].progress is not None and after[-1][1].progress.raw  # raw kept there
+    everything = store.history([job], since=start - timedelta(days=1))[job]
+    older = [t for t, _ in everything if t < window]
+    hourly = [t for t in older if t >= now - timedelta(days=7)]
+    daily = [t for t in older if t < now - timedelta(days=7)]
+    assert len(hourly) == len({t.strftime("%Y%m%d%H") for t in hourly}) == 6 * 24
+    assert len(daily) == len({t.date() for t in daily}) == 4
+    assert all(r.progress is not None and not r.progress.raw
+               for t, r in everything if t < window)
+    # Comparisons go with their job's reading.
+    with store.engine.connect() as conn:
+        orphans = conn.execute(text(
+            "SELECT COUNT(*) FROM compare_snapshots c WHERE NOT EXISTS (SELECT 1 FROM "
+            "job_snapshots j WHERE j.run_id = c.run_id AND j.job_id = c.job_id)")).scalar()
+        reports_old = conn.execute(text(
+            "SELECT COUNT(*) FROM reports WHERE created_at < :w"),
+            {"w": window.strftime("%Y-%m-%d %H:%M:%S.%f")}).scalar()
+    assert orphans == 0
+    assert reports_old == 0  # reports age by their own clock (created now): all recent
+    store.close()
