@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,7 @@ from drs_report.obs import signature
 from drs_report.obs.client import ObsClient, ObsError, parse_url
 from drs_report.secrets import Credentials
 from tests.fixtures.emulator import CANARY_AK, CANARY_SK, CANARY_TOKEN, canary_credentials
-
-BUCKET = "drs-report"
-
-
-@pytest.fixture
-def obs() -> Iterator[ObsEmulator]:
-    with ObsEmulator(ak=CANARY_AK, sk=CANARY_SK, security_token=CANARY_TOKEN,
-                     buckets=[BUCKET]) as emulator:
-        yield emulator
+from tests.fixtures.obs import BUCKET
 
 
 def client_for(obs: ObsEmulator, credentials: Credentials | None = None,
