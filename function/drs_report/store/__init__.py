@@ -420,6 +420,28 @@ class Store:
                 for a in s.scalars(query)
             ]
 
+    # -- the report archive: read-only, for the HTTP side (queries in store/archive.py) ----
+
+    def archive_runs(self, *, offset: int, limit: int) -> tuple[list[Any], int]:
+        """Runs with a stored report, newest first: one page of ArchivedRun, and the total."""
+        from drs_report.store import archive
+
+        with self._session("reading the report archive") as s:
+            return archive.report_runs(s, offset=offset, limit=limit)
+
+    def latest_report_run(self, fmt: str = "json") -> int | None:
+        from drs_report.store import archive
+
+        with self._session("reading the report archive") as s:
+            return archive.latest_report_run(s, fmt)
+
+    def job_series(self, job_id: str, since: datetime) -> list[Any]:
+        """One job's readings since `since` as archive.SeriesPoint, oldest first."""
+        from drs_report.store import archive
+
+        with self._session("reading a job's readings") as s:
+            return archive.job_series(s, job_id, since)
+
 
 # -- helpers ---------------------------------------------------------------------------------
 
