@@ -52,6 +52,12 @@ class Dialect:
     block_bytes: int  # one block (Slack: a section's text)
     max_blocks: int = 1000
     line_sep: str = "\n"  # DingTalk's Markdown joins single newlines into one paragraph
+    words: Callable[[str], str] = str  # our own words: escape only what the chat would parse
+
+
+def html_brackets(text: str) -> str:
+    """Markdown chats read <...> as HTML and drop it: our words' brackets become look-alikes."""
+    return text.replace("<", "\u2039").replace(">", "\u203a")
 
 
 @dataclass
@@ -88,6 +94,15 @@ class ChatWords(Words):
 
     def web(self, key: str, **params: Any) -> str:
         return self(f"web.{key}", **params)
+
+    def say(self, dialect: Dialect, key: str, **params: Any) -> str:
+        """Our words in the chat's markup, with every value (API text, the asker's words)
+        made inert by the chat's escaper."""
+        template = dialect.words(self.messages.get(f"web.{key}", key))
+        try:
+            return template.format(**{k: dialect.esc(v) for k, v in params.items()})
+        except (KeyError, IndexError, ValueError):
+            return template
 
 
 def _problem(data: dict[str, Any], job_name: str | None = None) -> Problem | None:
@@ -148,8 +163,8 @@ class Commands:
                 answer = self.help(dialect, unknown=" ".join(words))
         except StoreError as e:
             answer = Answer(dialect.bold(self.words.web("status.title")),
-                            [Block([dialect.esc(self.words.web("store_failed",
-                                                               reason=str(e)))])])
+                            [Block([self.words.say(dialect, "store_failed",
+                                                               reason=str(e))])])
         answer.public = public
         return answer
 
@@ -157,19 +172,19 @@ class Commands:
 
     def help(self, dialect: Dialect, *, unknown: str | None = None) -> Answer:
         w = self.words
-        lines = [dialect.esc(w.web(key)) for key in
+        lines = [w.say(dialect, key) for key in
                  ("help.status", "help.status_job", "help.problems", "help.history",
                   "help.help")]
-        blocks = [Block(lines), Block([dialect.esc(w.web("help.public"))])]
+        blocks = [Block(lines), Block([w.say(dialect, "help.public")])]
         if unknown is not None:
-            blocks.insert(0, Block([dialect.esc(w.web("unknown", text=unknown))]))
-        return Answer(dialect.bold(dialect.esc(w.web("help.title"))), blocks)
+            blocks.insert(0, Block([w.say(dialect, "unknown", text=unknown)]))
+        return Answer(dialect.bold(w.say(dialect, "help.title")), blocks)
 
     def _latest(self, dialect: Dialect) -> tuple[int, dict[str, Any]] | Answer:
         latest = self.source.latest_report()
         if latest is None:
             return Answer(dialect.bold(self.words.web("status.title")),
-                          [Block([dialect.esc(self.words.web("no_report"))])])
+                          [Block([self.words.say(dialect, "no_report")])])
         return latest
 
     def _counts_line(self, report: dict[str, Any], dialect: Dialect) -> str:
@@ -184,7 +199,7 @@ class Commands:
         lines = []
         at = _parse_at(report.get("generated_at"))
         if at is not None:
-            lines.append(dialect.esc(w.web("status.from_run", time=w.when(at), run=run_id)))
+            lines.append(w.say(dialect, "status.from_run", time=w.when(at), run=run_id))
         if report.get("partial"):
             lines.append(dialect.esc(w("partial")))
         return lines
@@ -217,15 +232,15 @@ class Commands:
         blocks = [Block(head)]
         if attention:
             blocks.append(Block(
-                [dialect.bold(dialect.esc(w.web("status.attention")))]
+                [dialect.bold(w.say(dialect, "status.attention"))]
                 + [self._job_line(j, dialect) for j in attention],
-                more=lambda n: dialect.esc(w.web("status.more", n=n)), foldable=True))
+                more=lambda n: w.say(dialect, "status.more", n=n), foldable=True))
         else:
-            blocks.append(Block([dialect.esc(w.web("status.all_ok", n=len(jobs)))]))
+            blocks.append(Block([w.say(dialect, "status.all_ok", n=len(jobs))]))
         links = self._report_link_line(run_id, dialect)
         if links:
             blocks.append(Block(links))
-        return Answer(dialect.bold(dialect.esc(w.web("status.title"))), blocks)
+        return Answer(dialect.bold(w.say(dialect, "status.title")), blocks)
 
     def problems(self, dialect: Dialect) -> Answer:
         latest = self._latest(dialect)
@@ -248,14 +263,14 @@ class Commands:
         blocks = [Block([self._counts_line(report, dialect),
                          *self._run_line(run_id, report, dialect)])]
         if lines:
-            blocks.append(Block(lines, more=lambda n: dialect.esc(w.web("problems.more", n=n)),
+            blocks.append(Block(lines, more=lambda n: w.say(dialect, "problems.more", n=n),
                                 foldable=True))
         else:
-            blocks.append(Block([dialect.esc(w.web("problems.none"))]))
+            blocks.append(Block([w.say(dialect, "problems.none")]))
         links = self._report_link_line(run_id, dialect)
         if links:
             blocks.append(Block(links))
-        return Answer(dialect.bold(dialect.esc(w.web("problems.title"))), blocks)
+        return Answer(dialect.bold(w.say(dialect, "problems.title")), blocks)
 
     def find_jobs(self, report: dict[str, Any], query: Sequence[str]) -> list[dict[str, Any]]:
         """By id (exact, then prefix) or by every word appearing in the name."""
@@ -278,14 +293,14 @@ class Commands:
         shown = " ".join(query)
         matches = self.find_jobs(report, query)
         if not matches:
-            return Answer(dialect.bold(dialect.esc(w.web("status.title"))),
-                          [Block([dialect.esc(w.web("no_match", query=shown))])])
+            return Answer(dialect.bold(w.say(dialect, "status.title")),
+                          [Block([w.say(dialect, "no_match", query=shown)])])
         if len(matches) > 1:
             lines = [f"• {dialect.esc(j.get('name') or j.get('job_id'))} "
                      f"({dialect.esc(j.get('job_id'))})" for j in matches]
-            return Answer(dialect.bold(dialect.esc(w.web("status.title"))), [
-                Block([dialect.esc(w.web("many_matches", n=len(matches), query=shown))]),
-                Block(lines, more=lambda n: dialect.esc(w.web("many_more", n=n)),
+            return Answer(dialect.bold(w.say(dialect, "status.title")), [
+                Block([w.say(dialect, "many_matches", n=len(matches), query=shown)]),
+                Block(lines, more=lambda n: w.say(dialect, "many_more", n=n),
                       foldable=True)])
         return matches[0]
 
@@ -324,21 +339,21 @@ class Commands:
         esc = dialect.esc
         health = str(job.get("health"))
         title = f"{dialect.bold(w('badge.' + health))} {esc(job.get('name') or job.get('job_id'))}"
-        facts = [esc(w.web("job.id", id=job.get("job_id"))),
-                 esc(w.web("job.state", state=w.state(job.get("transfer_status")),
-                           progress=w.percent(job.get("progress"))))]
+        facts = [w.say(dialect, "job.id", id=job.get("job_id")),
+                 w.say(dialect, "job.state", state=w.state(job.get("transfer_status")),
+                           progress=w.percent(job.get("progress")))]
         if job.get("incre_trans_delay") is not None:
-            facts.append(esc(w.web("job.delay", delay=w.duration(job["incre_trans_delay"]))))
+            facts.append(w.say(dialect, "job.delay", delay=w.duration(job["incre_trans_delay"])))
         if job.get("eta_seconds") is not None or job.get("remaining_time"):
-            facts.append(esc(w.web("job.eta", eta=w.duration(job.get("eta_seconds")),
-                                   remaining=w.duration(job.get("remaining_time")))))
+            facts.append(w.say(dialect, "job.eta", eta=w.duration(job.get("eta_seconds")),
+                                   remaining=w.duration(job.get("remaining_time"))))
         trend = [t for t in job.get("trend") or [] if isinstance(t, dict)]
         if len(trend) >= 2:
             first, last = trend[0], trend[-1]
-            facts.append(esc(w.web(
+            facts.append(w.say(dialect, 
                 "job.trend", hours=f"{self.settings.report.trend_hours:g}",
                 d0=w.duration(first.get("delay")), d1=w.duration(last.get("delay")),
-                p0=w.percent(first.get("progress")), p1=w.percent(last.get("progress")))))
+                p0=w.percent(first.get("progress")), p1=w.percent(last.get("progress"))))
         facts.append(esc(note))
         reasons = []
         for reason in job.get("reasons") or []:
@@ -357,20 +372,20 @@ class Commands:
             if comp.get("not_found") or comp.get("error"):
                 error = w("reason.compare_not_found", compare=cid) if comp.get("not_found") \
                     else str(comp.get("error"))
-                comparisons.append("• " + esc(w.web("job.comparison_missing", id=cid,
-                                                    health=chealth, error=error)))
+                comparisons.append("• " + w.say(dialect, "job.comparison_missing", id=cid,
+                                                    health=chealth, error=error))
             else:
-                comparisons.append("• " + esc(w.web(
+                comparisons.append("• " + w.say(dialect, 
                     "job.comparison", id=cid, health=chealth,
                     progress=w.percent(comp.get("progress")),
                     rows=comp.get("recheck_entities") if comp.get("recheck_entities")
                     is not None else w("none"),
-                    delay=w.duration(comp.get("delay")))))
-        blocks = [Block(facts), Block(reasons or [esc(w.web("job.no_reasons"))],
-                                      more=lambda n: esc(w.web("many_more", n=n)),
+                    delay=w.duration(comp.get("delay"))))
+        blocks = [Block(facts), Block(reasons or [w.say(dialect, "job.no_reasons")],
+                                      more=lambda n: w.say(dialect, "many_more", n=n),
                                       foldable=True)]
         if comparisons:
-            blocks.append(Block(comparisons, more=lambda n: esc(w.web("many_more", n=n)),
+            blocks.append(Block(comparisons, more=lambda n: w.say(dialect, "many_more", n=n),
                                 foldable=True))
         url = job_link(self.settings.web, str(job.get("job_id")))
         if url:
@@ -379,7 +394,6 @@ class Commands:
 
     def history(self, args: list[str], dialect: Dialect, *, now: datetime) -> Answer:
         w = self.words
-        esc = dialect.esc
         window, notes, query = 86400, [], list(args)
         if len(query) > 1 and re.match(r"^\d", query[-1]):
             text = query.pop()
@@ -388,7 +402,7 @@ class Commands:
             if 0 < seconds <= _MAX_WINDOW_SECONDS:
                 window = seconds
             else:
-                notes.append(esc(w.web("history.bad_window", text=text)))
+                notes.append(w.say(dialect, "history.bad_window", text=text))
         latest = self._latest(dialect)
         if isinstance(latest, Answer):
             return latest
@@ -400,26 +414,26 @@ class Commands:
         name = picked.get("name") or job_id
         span = w.duration(window)
         points = self.source.store.job_series(job_id, now - timedelta(seconds=window))
-        title = dialect.bold(esc(w.web("history.title", name=name, window=span)))
+        title = dialect.bold(w.say(dialect, "history.title", name=name, window=span))
         if not points:
-            return Answer(title, [Block([*notes, esc(w.web("history.none", window=span))])])
-        lines = [esc(w.web("history.readings", n=len(points), first=w.when(points[0].taken_at),
-                           last=w.when(points[-1].taken_at)))]
+            return Answer(title, [Block([*notes, w.say(dialect, "history.none", window=span)])])
+        lines = [w.say(dialect, "history.readings", n=len(points), first=w.when(points[0].taken_at),
+                           last=w.when(points[-1].taken_at))]
         progress = [p.progress for p in points if p.progress is not None]
         if progress:
-            lines.append(esc(w.web("history.progress", p0=w.percent(progress[0]),
-                                   p1=w.percent(progress[-1]))))
+            lines.append(w.say(dialect, "history.progress", p0=w.percent(progress[0]),
+                                   p1=w.percent(progress[-1])))
         delays = [p.delay for p in points if p.delay is not None]
         if delays:
-            lines.append(esc(w.web("history.delay", now=w.duration(delays[-1]),
-                                   low=w.duration(min(delays)), high=w.duration(max(delays)))))
-            lines.append(esc(w.web("history.sparkline", line=sparkline(delays))))
+            lines.append(w.say(dialect, "history.delay", now=w.duration(delays[-1]),
+                                   low=w.duration(min(delays)), high=w.duration(max(delays))))
+            lines.append(w.say(dialect, "history.sparkline", line=sparkline(delays)))
         states: list[str] = []
         for p in points:
             state = w.state(p.transfer_status)
             if not states or states[-1] != state:
                 states.append(state)
-        lines.append(esc(w.web("history.states", states=" → ".join(states[-8:]))))
+        lines.append(w.say(dialect, "history.states", states=" → ".join(states[-8:])))
         blocks = [Block([*notes, *lines])]
         url = job_link(self.settings.web, job_id)
         if url:

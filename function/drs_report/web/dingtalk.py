@@ -17,12 +17,12 @@ from typing import Any
 from drs_report.config import Settings
 from drs_report.render import chat_inert, plain
 from drs_report.web.auth import unauthorized
-from drs_report.web.commands import Commands, Dialect, fit
+from drs_report.web.commands import Commands, Dialect, fit, html_brackets
 from drs_report.web.http import HttpError, Request, Response
 
 WINDOW_MS = 3600 * 1000
 DIALECT = Dialect("dingtalk", chat_inert, bold=lambda s: f"**{s}**",
-                  link=lambda label, url: f"[{chat_inert(label)}]({url})",
+                  link=lambda label, url: f"[{chat_inert(label)}]({url})", words=html_brackets,
                   # The robot takes about 20,000 bytes of markdown.
                   max_bytes=18000, block_bytes=18000, line_sep="\n\n")
 

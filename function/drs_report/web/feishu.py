@@ -30,7 +30,7 @@ from drs_report import logs
 from drs_report.config import Settings
 from drs_report.render import chat_inert, plain
 from drs_report.web.auth import unauthorized
-from drs_report.web.commands import Commands, Dialect, fit
+from drs_report.web.commands import Commands, Dialect, fit, html_brackets
 from drs_report.web.http import HttpError, Request, Response
 
 log = logs.get_logger("web.feishu")
@@ -40,7 +40,7 @@ API_TIMEOUT = 2.0
 _MENTION = re.compile(r"@_user_\d+")
 _MESSAGE_ID = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
 DIALECT = Dialect("feishu", chat_inert, bold=lambda s: f"**{s}**",
-                  link=lambda label, url: f"[{chat_inert(label)}]({url})",
+                  link=lambda label, url: f"[{chat_inert(label)}]({url})", words=html_brackets,
                   # A card must stay under 30 KB with its JSON around the markdown.
                   max_bytes=16 * 1024, block_bytes=16 * 1024)
 

@@ -28,8 +28,12 @@ def _link(label: str, url: str) -> str:
     return f"<{url.replace('|', '%7C').replace('>', '%3E')}|{slack_inert(label)}>"
 
 
+def _words(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 DIALECT = Dialect("slack", slack_inert, bold=lambda s: f"*{s}*", link=_link,
-                  max_bytes=12000, block_bytes=3000, max_blocks=50)
+                  max_bytes=12000, block_bytes=3000, max_blocks=50, words=_words)
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
