@@ -10,16 +10,22 @@ conditional GET); today it reads `store.url` directly.
 from __future__ import annotations
 
 import json
+import os
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from drs_report import logs
+from drs_report import environment, logs
 from drs_report.config import Settings
 from drs_report.errors import StoreError
 from drs_report.store import Store
 
 log = logs.get_logger("web")
+
+
+def _in_functiongraph() -> bool:
+    return any(name in os.environ for name in environment.FUNCTIONGRAPH_MARKERS)
 
 
 def open_read_only(url: str) -> Store:
@@ -34,6 +40,9 @@ def open_read_only(url: str) -> Store:
             path = parsed.database or ""
             if not path or path == ":memory:":
                 raise StoreError("store.url: an in-memory SQLite store has no history to read")
+            if _in_functiongraph() and not path.startswith("/tmp/"):
+                # Where the run keeps it there (store/): only /tmp is writable.
+                path = str(Path("/tmp") / Path(path).name)
             ro = f"sqlite:///file:{quote(path)}?mode=ro&uri=true"
             engine = create_engine(ro, connect_args={"timeout": 30, "check_same_thread": False})
         else:
