@@ -155,6 +155,11 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         yield Site(request.param, config, settings, emulator,
                    f"http://127.0.0.1:{server.server_address[1]}", feishu, store_url, app)
     finally:
+        from drs_report.web import apig
+
+        for cached in apig._apps.values():  # the warm instance's App, as index.handler kept it
+            cached.close()
+        apig._apps.clear()
         server.shutdown()
         server.server_close()
         app.close()

@@ -29,6 +29,8 @@ from drs_report.web.source import ArchiveSource
 log = logs.get_logger("web")
 
 Handler = Callable[..., Response]
+BODY_SECONDS = 10.0  # a whole request body must arrive within this
+BODY_SECONDS_KEY = "drs_report.body_seconds"  # the WSGI server may say otherwise
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,25 @@ class App:
         start_response(f"{response.status} {reason}", list(response.headers.items()))
         return [response.body]
 
+    @staticmethod
+    def _read_body(environ: dict[str, Any], length: int, received: float) -> bytes:
+        """The body within a total time: a socket timeout alone would let a client that
+        drips a byte now and then hold a thread for ever."""
+        stream = environ["wsgi.input"]
+        read = getattr(stream, "read1", stream.read)  # read1 returns what one recv gave
+        deadline = received + float(environ.get(BODY_SECONDS_KEY, BODY_SECONDS))
+        chunks: list[bytes] = []
+        got = 0
+        while got < length:
+            if time.monotonic() > deadline:
+                raise HttpError(408, "the body came too slowly")
+            chunk = read(min(65536, length - got))
+            if not chunk:
+                raise HttpError(400, "the body ended early")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
     def _wsgi_request(self, environ: dict[str, Any], received: float) -> Request:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         # PEP 3333 hands the path over as latin-1 code points of the raw bytes.
@@ -159,9 +180,7 @@ class App:
             if length > self.settings.web.max_body_bytes:
                 # Refused before a byte of it is read: an endless body costs nothing.
                 raise HttpError(413, "request body too large")
-            body = environ["wsgi.input"].read(length)
-            if len(body) < length:
-                raise HttpError(400, "the body ended early")
+            body = self._read_body(environ, length, received)
         return Request(method=method, path=path,
                        query=parse_qs(str(environ.get("QUERY_STRING", "")),
                                       keep_blank_values=True),

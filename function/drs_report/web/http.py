@@ -94,6 +94,7 @@ class HttpError(Exception):
 
 REASONS = {
     200: "OK", 302: "Found", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
-    404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
+    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    411: "Length Required",
     413: "Content Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
 }

@@ -31,6 +31,13 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 class _Handler(WSGIRequestHandler):
     timeout = REQUEST_TIMEOUT_SECONDS  # per socket operation: a drip of bytes times out
 
+    def get_environ(self) -> dict[str, Any]:
+        from drs_report.web.app import BODY_SECONDS_KEY
+
+        environ: dict[str, Any] = super().get_environ()
+        environ[BODY_SECONDS_KEY] = self.timeout * 2
+        return environ
+
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         # The path only: a signed link's query string is a credential.
         path = self.path.split("?", 1)[0]
