@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["fetch_scaling.py", "store_bulk.py", "render_scale.py", "cold_start.py"]
+SCRIPTS = ["fetch_scaling.py", "store_bulk.py", "render_scale.py", "cold_start.py",
+           "chatops_latency.py"]
 
 
 def main() -> int:
