@@ -109,7 +109,7 @@ def slack_body(text: str) -> tuple[dict[str, str], bytes]:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def warm(url: str, jobs: int, asks: int) -> dict[str, float]:

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.databases",
     "tests.fixtures.receivers",
+    "tests.web_fixtures",
 ]

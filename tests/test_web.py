@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from drs_report.store.schema import JobSnapshot, RenderedReport, Run
-from tests.web_fixtures import (  # noqa: F401  (fixtures)
+from tests.web_fixtures import (
     BASE_URL,
     DINGTALK_SECRET,
     FEISHU_APP_ID,
@@ -39,8 +39,6 @@ from tests.web_fixtures import (  # noqa: F401  (fixtures)
     Transport,
     apig_event,
     bearer,
-    call,
-    site,
 )
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy")
@@ -350,7 +348,7 @@ def test_slack_job_problems_history_help(call: Transport) -> None:
     helped = ask("help")
     assert "status &lt;job id prefix | name words&gt;" in helped
     unknown = ask("drop table jobs; <!channel>")
-    assert "Unknown command “drop table jobs; &lt;ǃchannel&gt;”" in unknown
+    assert "Unknown command “drop table jobs; &lt;\u01c3channel&gt;”" in unknown
     assert "<!channel>" not in unknown
 
 
@@ -423,7 +421,7 @@ def test_dingtalk_answers_markdown(call: Transport) -> None:
     assert data["msgtype"] == "markdown" and data["markdown"]["title"] == "DRS status"
     text = data["markdown"]["text"]
     # chat_inert: '>' in a job name becomes a look-alike DingTalk does not read as markup.
-    assert "**CRITICAL** 2" in text and "customers: MySQL -› GaussDB" in text
+    assert "**CRITICAL** 2" in text and "customers: MySQL -\u203a GaussDB" in text
     assert "\n\n• **CRITICAL** " in text and len(text.encode()) <= 18000
     assert f"]({BASE_URL}/reports/" in text
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.web_fixtures import ORDERS, WAREHOUSE, Site, site  # noqa: F401  (fixture)
+from tests.web_fixtures import WAREHOUSE, Site
 
 
 def _chromium() -> str:

@@ -15,13 +15,7 @@ import requests
 
 from drs_report.config import parse_settings
 from drs_report.errors import ConfigError
-from tests.web_fixtures import (  # noqa: F401  (fixtures)
-    ORDERS,
-    WEB_TOKEN,
-    Site,
-    bearer,
-    site,
-)
+from tests.web_fixtures import ORDERS, WEB_TOKEN, Site, bearer
 
 FUNCTION_DIR = Path(__file__).resolve().parent.parent / "function"
 

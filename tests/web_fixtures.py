@@ -203,6 +203,7 @@ class Transport:
 
     def apig(self, event: dict[str, Any]) -> Reply:
         import index
+
         from tests.test_function import FakeContext
 
         context = FakeContext(user_data={"DRS_REPORT_CONFIG": str(self.site.config)})
