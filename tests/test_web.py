@@ -599,3 +599,12 @@ def test_quoting_in_paths(call: Transport) -> None:
     reply = call("GET", "/jobs/" + quote("9a470239-2308-4bb5-a6bc-1040402fjb21"),
                  headers=bearer())
     assert reply.status == 200
+
+
+def test_folding_counts_the_lines_never_formatted() -> None:
+    from drs_report.web.commands import Answer, Block, fit
+    from drs_report.web.slack import DIALECT
+
+    answer = Answer("*t*", [Block(["• a job"] * 10, more=lambda n: f"and {n} more",
+                                  foldable=True, hidden=990)])
+    assert fit(answer, DIALECT)[-1].endswith("• a job\nand 990 more")

@@ -65,6 +65,7 @@ class Block:
     lines: list[str]
     more: Callable[[int], str] | None = None  # "and N more" when lines must be folded
     foldable: bool = False
+    hidden: int = 0  # lines left out before formatting: they could never fit anyway
 
 
 @dataclass
@@ -231,10 +232,12 @@ class Commands:
         head = [self._counts_line(report, dialect), *self._run_line(run_id, report, dialect)]
         blocks = [Block(head)]
         if attention:
+            shown = attention[:_most_lines(dialect)]
             blocks.append(Block(
                 [dialect.bold(w.say(dialect, "status.attention"))]
-                + [self._job_line(j, dialect) for j in attention],
-                more=lambda n: w.say(dialect, "status.more", n=n), foldable=True))
+                + [self._job_line(j, dialect) for j in shown],
+                more=lambda n: w.say(dialect, "status.more", n=n), foldable=True,
+                hidden=len(attention) - len(shown)))
         else:
             blocks.append(Block([w.say(dialect, "status.all_ok", n=len(jobs))]))
         links = self._report_link_line(run_id, dialect)
@@ -249,7 +252,8 @@ class Commands:
         run_id, report = latest
         w = self.words
         lines = []
-        for data in report.get("problems") or []:
+        problems = [p for p in report.get("problems") or [] if isinstance(p, dict)]
+        for data in problems[:_most_lines(dialect)]:
             problem = _problem(data) if isinstance(data, dict) else None
             if problem is None:
                 continue
@@ -264,7 +268,7 @@ class Commands:
                          *self._run_line(run_id, report, dialect)])]
         if lines:
             blocks.append(Block(lines, more=lambda n: w.say(dialect, "problems.more", n=n),
-                                foldable=True))
+                                foldable=True, hidden=len(problems) - len(lines)))
         else:
             blocks.append(Block([w.say(dialect, "problems.none")]))
         links = self._report_link_line(run_id, dialect)
@@ -441,6 +445,12 @@ class Commands:
         return Answer(title, blocks)
 
 
+def _most_lines(dialect: Dialect) -> int:
+    """No chat shows more lines than its size allows, and no line is under 24 bytes: a fleet
+    of 5,000 problem jobs formats a hundred-odd lines, not 5,000."""
+    return max(1, dialect.max_bytes // 24)
+
+
 def sparkline(values: Sequence[float], width: int = 24) -> str:
     """The values as block characters, averaged into at most `width` buckets."""
     if not values:
@@ -472,7 +482,7 @@ def fit(answer: Answer, dialect: Dialect) -> list[str]:
     for block in answer.blocks:
         lines = [_clip(line, dialect.block_bytes) for line in block.lines]
         if block.foldable:
-            lines = _fold(lines, block.more, max(room, 0), sep)
+            lines = _fold(lines, block.more, max(room, 0), sep, block.hidden)
             room -= _size(sep.join(lines)) + 2
         texts.extend(_split(lines, dialect.block_bytes, sep))
     if len(texts) > dialect.max_blocks - 1:  # the title takes a block of its own
@@ -487,19 +497,20 @@ def _clip(line: str, limit: int) -> str:
     return data.decode("utf-8", "ignore") + " …"
 
 
-def _fold(lines: list[str], more: Callable[[int], str] | None, room: int, sep: str
-          ) -> list[str]:
-    if _size(sep.join(lines)) <= room:
+def _fold(lines: list[str], more: Callable[[int], str] | None, room: int, sep: str,
+          hidden: int = 0) -> list[str]:
+    if not hidden and _size(sep.join(lines)) <= room:
         return lines
+    total = len(lines) + hidden
     low, high, best = 0, len(lines), 0  # the most lines that still fit with "and N more"
     while low <= high:
         middle = (low + high) // 2
-        tail = [more(len(lines) - middle)] if more else []
+        tail = [more(total - middle)] if more else []
         if _size(sep.join(lines[:middle] + tail)) <= room:
             best, low = middle, middle + 1
         else:
             high = middle - 1
-    return lines[:best] + ([more(len(lines) - best)] if more else [])
+    return lines[:best] + ([more(total - best)] if more else [])
 
 
 def _split(lines: list[str], limit: int, sep: str) -> list[str]:
