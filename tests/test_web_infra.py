@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.test_infra import _clean
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_NAMES = ("huaweicloud-1.97.1.schema.json",)
 
@@ -23,16 +25,6 @@ def _schema() -> dict[str, Any]:
     if os.environ.get("DRS_REPORT_CI"):
         pytest.fail("the provider schema huaweicloud-1.97.1.schema.json is not beside the project")
     pytest.skip("the provider schema huaweicloud-1.97.1.schema.json is not beside the project")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items() if k != "__is_block__"}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope="module")

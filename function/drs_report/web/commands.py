@@ -291,7 +291,17 @@ class Commands:
                 return by_id
         return [j for j in jobs if all(t in str(j.get("name") or "").lower() for t in terms)]
 
-    def _pick(self, run_id: int, report: dict[str, Any], query: list[str], dialect: Dialect
+    def _job_of_latest(self, query: list[str], dialect: Dialect
+                       ) -> tuple[dict[str, Any], dict[str, Any]] | Answer:
+        """(the latest report, the one job the query names), or the answer saying why not."""
+        latest = self._latest(dialect)
+        if isinstance(latest, Answer):
+            return latest
+        report = latest[1]
+        picked = self._pick(report, query, dialect)
+        return picked if isinstance(picked, Answer) else (report, picked)
+
+    def _pick(self, report: dict[str, Any], query: list[str], dialect: Dialect
               ) -> dict[str, Any] | Answer:
         w = self.words
         shown = " ".join(query)
@@ -311,14 +321,10 @@ class Commands:
     def job(self, args: list[str], dialect: Dialect, *, deadline: float | None) -> Answer:
         want_live = any(a.lower() == "live" for a in args)
         query = [a for a in args if a.lower() != "live"] if want_live else args
-        latest = self._latest(dialect)
-        if isinstance(latest, Answer):
-            return latest
-        run_id, report = latest
-        picked = self._pick(run_id, report, query, dialect)
-        if isinstance(picked, Answer):
-            return picked
-        job = picked
+        found = self._job_of_latest(query, dialect)
+        if isinstance(found, Answer):
+            return found
+        report, job = found
         w = self.words
         note: str
         at = _parse_at(report.get("generated_at"))
@@ -407,13 +413,10 @@ class Commands:
                 window = seconds
             else:
                 notes.append(w.say(dialect, "history.bad_window", text=text))
-        latest = self._latest(dialect)
-        if isinstance(latest, Answer):
-            return latest
-        run_id, report = latest
-        picked = self._pick(run_id, report, query, dialect)
-        if isinstance(picked, Answer):
-            return picked
+        found = self._job_of_latest(query, dialect)
+        if isinstance(found, Answer):
+            return found
+        picked = found[1]
         job_id = str(picked.get("job_id"))
         name = picked.get("name") or job_id
         span = w.duration(window)
