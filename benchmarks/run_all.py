@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["fetch_scaling.py", "store_bulk.py", "render_scale.py", "cold_start.py",
-           "obs_sync.py"]
+           "obs_sync.py", "chatops_latency.py"]
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ resource "huaweicloud_fgs_function" "drs_report" {
     var.create_smn_topic ? { DRS_REPORT_SMN_TOPIC_URN = huaweicloud_smn_topic.reports[0].topic_urn } : {},
     var.settings,
   ))
-  encrypted_user_data = jsonencode(var.secrets)
+  encrypted_user_data = jsonencode(merge(var.secrets, local.web_secret_settings))
 }
 
 resource "huaweicloud_fgs_function_trigger" "timer" {

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.receivers",
     "tests.fixtures.obs",
+    "tests.web_fixtures",
 ]

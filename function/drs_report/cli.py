@@ -106,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="create or migrate the schema")
     upgrade.add_argument("--config", required=True, type=Path)
 
+    serve = sub.add_parser(
+        "serve", help="serve chat-ops commands and the report archive over HTTP",
+        description="Serve the HTTP side locally: /chat/slack, /chat/dingtalk, /chat/feishu "
+        "(chat-ops commands) and /reports, /jobs/JOB_ID (the report archive), configured "
+        "by the [web] section. Prints 'listening on http://HOST:PORT'; stops on SIGTERM or "
+        "Ctrl-C.",
+        epilog="example: drs-report serve --config config.toml --port 8080\n\n"
+        "exit codes: 0 stopped; 2 bad configuration, or the port cannot be used",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--config", required=True, type=Path, help="TOML configuration file")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080,
+                       help="port to listen on, 0 for any free one (default: 8080)")
+
     pkg = sub.add_parser("package", help="build the deployable FunctionGraph zip")
     pkg.add_argument("--output", type=Path, default=Path("drs-report-function.zip"))
     pkg.add_argument("--python", default="3.12", choices=["3.10", "3.12", "local"],
@@ -185,6 +200,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             store.close()
         print(f"schema is up to date at {Store.masked_url(settings.store.url)}")
         return EXIT_OK
+    if command == "serve":
+        from drs_report.web import server
+
+        return server.serve(config=args.config, host=args.host, port=args.port)
     if command == "package":
         from drs_report.packaging import build_package
 

@@ -133,6 +133,32 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """`[web]`: the HTTP side (chat-ops commands and the report archive); see web/."""
+
+    base_url: str | None = None  # where `serve` or the APIG trigger is reached; enables links
+    token: Secret | None = None  # bearer token for the archive
+    link_secret: Secret | None = None  # HMAC key of signed expiring links
+    link_expiry_hours: float = 168.0  # how long a link in a digest or alert stays valid
+    slack_signing_secret: Secret | None = None
+    dingtalk_secret: Secret | None = None
+    feishu_app_id: str | None = None
+    feishu_app_secret: Secret | None = None
+    feishu_verification_token: Secret | None = None
+    feishu_encrypt_key: Secret | None = None
+    feishu_api: str = "https://open.feishu.cn"
+    max_body_bytes: int = 65536
+    live_seconds: float = 2.0  # time `status <job> live` may spend fetching from DRS
+    page_size: int = 50  # runs per page of /reports
+
+    def secrets(self) -> list[Secret]:
+        return [s for s in (self.token, self.link_secret, self.slack_signing_secret,
+                            self.dingtalk_secret, self.feishu_app_secret,
+                            self.feishu_verification_token, self.feishu_encrypt_key)
+                if s is not None]
+
+
+@dataclass(frozen=True)
 class Settings:
     drs: DrsConfig
     jobs: tuple[JobConfig, ...] = ()
@@ -144,6 +170,7 @@ class Settings:
     channels: tuple[ChannelConfig, ...] = ()
     run: RunConfig = field(default_factory=RunConfig)
     source: Path | None = None
+    web: WebConfig = field(default_factory=WebConfig)
 
     def secret_values(self) -> list[str]:
         """Every secret in the settings, for redaction filters."""
@@ -157,6 +184,7 @@ class Settings:
         password = _url_password(self.store.url)
         if password:
             found.append(password)
+        found.extend(secret.reveal() for secret in self.web.secrets())
         return found
 
 
@@ -220,7 +248,7 @@ def load_settings(
     return parse_settings(data, env, source=path)
 
 
-_ENV_SECTIONS = ("drs", "store", "report", "thresholds", "delivery", "run")
+_ENV_SECTIONS = ("drs", "store", "report", "thresholds", "delivery", "run", "web")
 
 
 def _apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -250,6 +278,7 @@ def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
 
 _TOP_KEYS = (
     "drs", "jobs", "discovery", "store", "report", "thresholds", "delivery", "channels", "run",
+    "web",
 )
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "drs": (
@@ -266,6 +295,10 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "thresholds": ("delay_warn_seconds", "delay_crit_seconds", "stall_minutes"),
     "delivery": ("time_zone", "digest_earliest", "alert_reminder_hours", "max_attempts"),
     "run": ("safety_margin_seconds", "time_budget_seconds"),
+    "web": ("base_url", "token", "link_secret", "link_expiry_hours", "slack_signing_secret",
+            "dingtalk_secret", "feishu_app_id", "feishu_app_secret",
+            "feishu_verification_token", "feishu_encrypt_key", "feishu_api", "max_body_bytes",
+            "live_seconds", "page_size"),
 }
 
 
@@ -388,9 +421,11 @@ def parse_settings(
     delivery = _parse_delivery(_Reader(data.get("delivery", {}), "delivery", env))
     run = _parse_run(_Reader(data.get("run", {}), "run", env))
     channels = _parse_channels(data.get("channels", []), env)
+    web = _parse_web(_Reader(data.get("web", {}), "web", env))
     return Settings(
         drs=drs, jobs=jobs, discovery=discovery, store=store, report=report,
         thresholds=thresholds, delivery=delivery, channels=channels, run=run, source=source,
+        web=web,
     )
 
 
@@ -617,6 +652,69 @@ def _parse_run(r: _Reader) -> RunConfig:
     return RunConfig(
         safety_margin_seconds=r.number("safety_margin_seconds", 10.0, minimum=0),
         time_budget_seconds=r.number("time_budget_seconds", None, minimum=1),
+    )
+
+
+_HTTP_URL_RE = re.compile(r"^https?://[^\s/?#]+(:\d+)?(/[^\s?#]*)?$")
+_WEB_SECRET_MIN = 16  # a bearer token or link key anyone could guess is no lock
+
+
+def _parse_web(r: _Reader) -> WebConfig:
+    r.check_unknown(_SECTION_KEYS["web"])
+
+    def secret(name: str, *, minimum: int = 1) -> Secret | None:
+        value = r.string(name)
+        if value is None:
+            return None
+        if len(value) < minimum:
+            raise ConfigError(r.key(name), f"is shorter than {minimum} characters; use a long "
+                                           "random value, e.g. from `openssl rand -hex 32`")
+        return Secret(value)
+
+    def url(name: str, default: str | None) -> str | None:
+        value = r.string(name, default)
+        if value is not None and not _HTTP_URL_RE.match(value):
+            raise ConfigError(r.key(name), f"{value!r} is not an http(s) URL; "
+                                           "e.g. https://drs.example.com/report")
+        return str(value).rstrip("/") if value else None
+
+    base_url = url("base_url", None)
+    link_secret = secret("link_secret", minimum=_WEB_SECRET_MIN)
+    if base_url is not None and link_secret is None:
+        raise ConfigError(r.key("link_secret"), "is required when web.base_url is set: the "
+                                                "links in digests and alerts are signed with it")
+    feishu_app_id = r.string("feishu_app_id")
+    feishu_app_secret = secret("feishu_app_secret")
+    feishu_token = secret("feishu_verification_token")
+    feishu_key = secret("feishu_encrypt_key")
+    if any(v is not None for v in (feishu_app_id, feishu_app_secret, feishu_token, feishu_key)):
+        for name, value in (("feishu_app_id", feishu_app_id),
+                            ("feishu_app_secret", feishu_app_secret),
+                            ("feishu_verification_token", feishu_token)):
+            if value is None:
+                raise ConfigError(r.key(name), "is required for the Feishu bot; copy it from "
+                                               "the app's Credentials and Event Subscriptions")
+    if feishu_key is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("cryptography") is None:
+            raise ConfigError(r.key("feishu_encrypt_key"), "needs the cryptography package to "
+                              "decrypt events; pip install 'drs-report[feishu]'")
+    return WebConfig(
+        base_url=base_url,
+        token=secret("token", minimum=_WEB_SECRET_MIN),
+        link_secret=link_secret,
+        link_expiry_hours=r.number("link_expiry_hours", 168.0, minimum=0.1),
+        slack_signing_secret=secret("slack_signing_secret"),
+        dingtalk_secret=secret("dingtalk_secret"),
+        feishu_app_id=feishu_app_id,
+        feishu_app_secret=feishu_app_secret,
+        feishu_verification_token=feishu_token,
+        feishu_encrypt_key=feishu_key,
+        feishu_api=url("feishu_api", "https://open.feishu.cn") or "https://open.feishu.cn",
+        max_body_bytes=r.number("max_body_bytes", 65536, minimum=1024, integer=True),
+        live_seconds=r.number("live_seconds", 2.0, minimum=0.1),
+        page_size=r.number("page_size", 50, minimum=1, integer=True),
     )
 
 

@@ -252,6 +252,12 @@ def handle(event: Any, context: Any, *, code_dir: Path | None = None) -> dict[st
         request_id = str(context.getRequestID() or "")
     environ = FunctionEnvironment(context)
     _setup_logging(context, request_id, environ.get(environment.LOG_LEVEL, "INFO"))
+    from drs_report.web.apig import is_apig_event
+
+    if is_apig_event(event):  # an APIG trigger: the HTTP side answers, no run happens
+        from drs_report.web.apig import handle_apig
+
+        return handle_apig(event, context, environ, code_dir=code_dir)
     summary: dict[str, Any]
     try:
         summary = _run(event, context, environ, code_dir, started)

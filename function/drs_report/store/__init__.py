@@ -11,6 +11,7 @@
     downsampling.py thinning old readings of a synced file (fewer rows, no raw answers)
     lease.py        one writer at a time for a store kept in OBS (no conditional PUT there)
     sync.py         the SQLite file fetched from OBS before a run and written back after
+    archive.py      read-only queries of the HTTP side: stored runs, a job's readings
 
 SQLite by default, PostgreSQL through psycopg 3 for history shared by many function
 instances. One run's snapshot is written in one transaction. Errors are StoreError with the
@@ -19,6 +20,7 @@ password masked.
 
 from __future__ import annotations
 
+from drs_report.store.archive import ArchiveMixin
 from drs_report.store.deliveries import DeliveriesMixin, SentDelivery
 from drs_report.store.downsampling import DownsamplingMixin
 from drs_report.store.engine import SCHEMA_HEAD
@@ -31,5 +33,5 @@ __all__ = ["SCHEMA_HEAD", "SentDelivery", "Store", "reading_to_json"]
 
 
 class Store(RunsMixin, ReadingsMixin, ReportsMixin, DeliveriesMixin, RetentionMixin,
-            DownsamplingMixin):
+            DownsamplingMixin, ArchiveMixin):
     """The history database: open it with `Store.open(url)`, close it with `close()`."""
