@@ -207,7 +207,9 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Read the file (if any), apply DRS_REPORT_* environment overrides, validate."""
-    env = dict(os.environ if environ is None else environ)
+    # Kept a Mapping, not copied into a dict: inside FunctionGraph it looks ${NAME}s up in
+    # the function's user data on demand (encrypted ones are not in os.environ).
+    env: Mapping[str, str] = os.environ if environ is None else environ
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     _apply_environment(data, env)
     if overrides:

@@ -44,14 +44,14 @@ PLATFORM_ALIASES = ("manylinux2014_x86_64", "manylinux_2_17_x86_64")
 # The locks pin these and everything they pull in; pyproject.toml's floors follow the
 # oldest locked versions (the 3.10 lock), which the test suite runs on too.
 RUNTIME_REQUIREMENTS = (
-    "huaweicloudsdkcore>=3.1.100",
-    "requests>=2.31",
-    "SQLAlchemy>=2.0.25,<3",
-    "alembic>=1.13",
-    "Jinja2>=3.1",
-    "css-inline>=0.14",
-    "psycopg[binary]>=3.1",
-    "tomli>=2.0; python_version < '3.11'",
+    "huaweicloudsdkcore>=3.1.219",
+    "requests>=2.34.2",
+    "SQLAlchemy>=2.0.58,<3",
+    "alembic>=1.20.1",
+    "Jinja2>=3.1.6",
+    "css-inline>=0.24.0",
+    "psycopg[binary]>=3.3.9",
+    "tomli>=2.5.0; python_version < '3.11'",
 )
 LOCK_DIR = Path(__file__).resolve().parent / "locks"
 
@@ -94,6 +94,23 @@ class Pin:
         return f"{self.name}=={self.version} --hash=sha256:{self.sha256}"
 
 
+def requirements_for(python: str) -> list[str]:
+    """RUNTIME_REQUIREMENTS for the target Python, markers decided for it: pip would decide
+    them for the interpreter it runs on, whatever --python-version says."""
+    chosen = []
+    for requirement in RUNTIME_REQUIREMENTS:
+        spec, _, marker = requirement.partition(";")
+        if marker:
+            match = re.fullmatch(r"\s*python_version\s*<\s*'(\d+)\.(\d+)'\s*", marker)
+            if match is None:
+                raise DrsReportError(f"cannot decide the marker of {requirement!r}")
+            target = tuple(int(n) for n in python.split("."))
+            if target >= (int(match.group(1)), int(match.group(2))):
+                continue
+        chosen.append(spec.strip())
+    return chosen
+
+
 def resolve_pins(python: str, *, pip: Sequence[str] | None = None) -> list[Pin]:
     """What pip installs today for RUNTIME_REQUIREMENTS on the target Python and platform."""
     with tempfile.TemporaryDirectory(prefix="drs-report-lock-") as tmp:
@@ -101,7 +118,7 @@ def resolve_pins(python: str, *, pip: Sequence[str] | None = None) -> list[Pin]:
         command = [*(pip or [sys.executable, "-m", "pip"]), "install", "--dry-run", "--quiet",
                    "--ignore-installed", "--disable-pip-version-check",
                    "--report", str(report), "--target", str(Path(tmp) / "target"),
-                   *_platform_flags(python), *RUNTIME_REQUIREMENTS]
+                   *_platform_flags(python), *requirements_for(python)]
         _pip(command, "resolving the dependencies")
         installs = json.loads(report.read_text("utf-8"))["install"]
     pins = [Pin(i["metadata"]["name"], i["metadata"]["version"],
@@ -354,8 +371,9 @@ def _within(outer: str, inner: str) -> bool:
 
 
 # Stand-ins for values that arrive at run time, tried in turn until the key they sit in
-# accepts one: a URL, a number, a flag, a word.
-_STAND_INS = ("https://stand-in.invalid/{name}", "1", "true", "stand-in-{name}")
+# accepts one: an endpoint, a webhook URL, a number, a flag, an address, a word.
+_STAND_INS = ("https://{name}.stand-in.invalid", "https://{name}.stand-in.invalid/hook", "1",
+              "true", "{name}@stand-in.invalid", "stand-in-{name}")
 
 
 def check_config(path: Path) -> ConfigCheck:
