@@ -371,9 +371,9 @@ def _within(outer: str, inner: str) -> bool:
 
 
 # Stand-ins for values that arrive at run time, tried in turn until the key they sit in
-# accepts one: an endpoint, a webhook URL, a number, a flag, an address, a word.
+# accepts one: an endpoint, a webhook URL, a number, a flag, an address, a database, a word.
 _STAND_INS = ("https://{name}.stand-in.invalid", "https://{name}.stand-in.invalid/hook", "1",
-              "true", "{name}@stand-in.invalid", "stand-in-{name}")
+              "true", "{name}@stand-in.invalid", "sqlite:////tmp/{name}.db", "stand-in-{name}")
 
 
 def check_config(path: Path) -> ConfigCheck:
