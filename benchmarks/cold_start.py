@@ -30,7 +30,6 @@ import shutil
 import stat
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile

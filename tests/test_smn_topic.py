@@ -22,22 +22,22 @@ class Context:
     def __init__(self, user_data: dict[str, str]) -> None:
         self.user_data = user_data
 
-    def getUserData(self, key: str) -> str:  # noqa: N802 - FunctionGraph's names
+    def getUserData(self, key: str) -> str:
         return self.user_data.get(key, "")
 
-    def getSecurityAccessKey(self) -> str:  # noqa: N802
+    def getSecurityAccessKey(self) -> str:
         return CANARY_AK
 
-    def getSecuritySecretKey(self) -> str:  # noqa: N802
+    def getSecuritySecretKey(self) -> str:
         return CANARY_SK
 
-    def getSecurityToken(self) -> str:  # noqa: N802
+    def getSecurityToken(self) -> str:
         return CANARY_TOKEN
 
-    def getRemainingTimeInMilliSeconds(self) -> int:  # noqa: N802
+    def getRemainingTimeInMilliSeconds(self) -> int:
         return 60_000
 
-    def getRequestID(self) -> str:  # noqa: N802
+    def getRequestID(self) -> str:
         return "smn-test"
 
 
