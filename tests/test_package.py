@@ -129,6 +129,9 @@ def test_the_zip_is_sorted_dated_1980_and_has_no_console_scripts(builds: dict[st
     assert records and not any(re.search(r"^(\.\./|bin/)", text, re.M)
                                for text in records.values())
     assert "#!" not in "".join(records.values())
+    # Terraform sends the zip inline, base64-encoded; FunctionGraph takes 50 MB that way.
+    for build in ("one", "py310"):
+        assert builds[build]["zip"].stat().st_size * 4 / 3 < 50 * 1000 * 1000
 
 
 def test_the_zip_carries_the_locked_versions(builds: dict[str, Any]) -> None:
@@ -187,10 +190,13 @@ def _run_from_read_only_code(zip_path: Path, interpreter: Path, tmp_path: Path,
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(code_dir)
     if poison_sources:
-        # With unchecked-hash bytecode the interpreter never reads these sources again.
+        # With unchecked-hash bytecode the interpreter never reads these sources again, and
+        # with the compiled templates Jinja never reads the shipped ones.
         for module in ("sqlalchemy/__init__.py", "jinja2/__init__.py",
                        "drs_report/pipeline.py", "huaweicloudsdkcore/auth/credentials.py"):
             (code_dir / module).write_text("raise ImportError('the source was read')\n")
+        for template in (code_dir / "drs_report" / "templates").rglob("*.j2"):
+            template.write_text("{% the template source was read")
     for path in [code_dir, *code_dir.rglob("*")]:
         mode = path.stat().st_mode
         path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
@@ -243,6 +249,38 @@ def test_the_zip_runs_a_cycle_from_read_only_code_on_its_bytecode(
     assert summary["counts"] == {"CRITICAL": 2, "WARNING": 3, "UNKNOWN": 2, "OK": 3}
     assert (tmp_path / "out" / "report.html").is_file()
     assert result["sqlalchemy"].startswith("2.0." if python == "3.10" else "2.")
+
+
+def test_the_zip_carries_its_templates_compiled(builds: dict[str, Any]) -> None:
+    with zipfile.ZipFile(builds["one"]["zip"]) as archive:
+        compiled = [n for n in archive.namelist()
+                    if n.startswith("drs_report/templates_compiled/")]
+    modules = [n for n in compiled if n.endswith(".py")]
+    assert len(modules) == 3  # html, txt, chat
+    assert all(_pyc(n, "cpython-312") in compiled for n in modules)
+
+
+def test_compiled_templates_render_the_same_as_the_sources(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drs_report import render
+    from tests.test_report import report, settings
+
+    def render_both() -> dict[str, str]:
+        render.environment.cache_clear()
+        rendered: dict[str, str] = render.render_all(report("zh-cn"), settings("zh-cn"))
+        return rendered
+
+    from_sources = render_both()
+    compiled = tmp_path / "templates_compiled"
+    render.environment(None).compile_templates(str(compiled), zip=None)
+    monkeypatch.setattr(render, "COMPILED_TEMPLATES_DIR", compiled)
+    try:
+        assert render_both() == from_sources
+        loaders = render.environment(None).loader.loaders
+        assert [type(loader).__name__ for loader in loaders] == ["ModuleLoader",
+                                                                 "FileSystemLoader"]
+    finally:
+        render.environment.cache_clear()
 
 
 def test_the_source_poisoning_would_be_noticed_without_bytecode(

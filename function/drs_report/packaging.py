@@ -4,8 +4,9 @@ At the zip's root: index.py, the drs_report package (templates and migrations in
 config.toml (with `--config`, checked first) or config.toml.sample, and the dependencies at
 the versions of the committed lock for the target Python (`locks/runtime-py3.X.txt`:
 manylinux2014 x86_64 CPython wheels, sha256-pinned), each with its `.pyc` compiled by that
-Python in unchecked-hash mode: FunctionGraph's code directory is read-only, so bytecode that
-is not in the zip is compiled again by every cold start.
+Python in unchecked-hash mode, and the shipped templates compiled by Jinja: FunctionGraph's
+code directory is read-only, so what is not compiled in the zip is compiled again by every
+cold start.
 
 Reproducible: entries sorted, timestamps fixed (SOURCE_DATE_EPOCH, else 1980-01-01), one
 file mode, no console scripts (their shebang is the build machine's interpreter path), and
@@ -234,11 +235,29 @@ def compile_bytecode(staging: Path, interpreter: Path) -> None:
                              f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
+def compile_templates(staging: Path, interpreter: Path) -> None:
+    """The shipped Jinja templates as Python modules (render.COMPILED_TEMPLATES_DIR), made by
+    the target Python with the zip's own Jinja and render.environment(), so the code is what
+    a run would compile itself."""
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); "
+              "from drs_report.render import COMPILED_TEMPLATES_DIR, environment; "
+              "environment(None).compile_templates(str(COMPILED_TEMPLATES_DIR), zip=None, "
+              "ignore_errors=False)")
+    proc = subprocess.run([str(interpreter), "-I", "-S", "-B", "-c", script, str(staging)],
+                          capture_output=True, text=True, check=False,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                               "PYTHONHASHSEED": "0"})
+    if proc.returncode != 0:
+        raise DrsReportError(f"compiling the templates with {interpreter} failed: "
+                             f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
 def stage_code(target: Path) -> None:
     """index.py, the package (symlinked templates copied as files) and the sample config."""
     package = Path(__file__).resolve().parent
     shutil.copytree(package, target / "drs_report", symlinks=False,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "locks"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "locks",
+                                  "templates_compiled"))
     index = package.parent / "index.py"
     (target / "index.py").write_text(index.read_text("utf-8") if index.is_file() else INDEX_PY,
                                      encoding="utf-8")
@@ -279,6 +298,7 @@ def build_package(*, output: Path, python: str = "3.12", platform: str = PLATFOR
         if config is not None:
             shutil.copyfile(config, staging / "config.toml")
         if interpreter is not None:
+            compile_templates(staging, interpreter)
             compile_bytecode(staging, interpreter)
         write_zip(staging, output)
     if check is not None:
