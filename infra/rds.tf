@@ -74,7 +74,7 @@ resource "huaweicloud_rds_instance" "history" {
       error_message = "create_rds needs rds_availability_zones, e.g. [\"cn-north-4a\"]."
     }
     precondition {
-      condition     = nonsensitive(local.rds_admin_password_ok)
+      condition     = local.rds_admin_password_ok
       error_message = "rds_admin_password must be 8-32 characters from letters, digits and ~!@#%^*-_=+?, using at least three of upper case, lower case, digits and those symbols."
     }
   }
@@ -89,7 +89,7 @@ resource "huaweicloud_rds_pg_account" "drs_report" {
 
   lifecycle {
     precondition {
-      condition     = nonsensitive(local.rds_password_ok)
+      condition     = local.rds_password_ok
       error_message = "rds_password must be 8-32 characters from letters, digits and ~!@#%^*-_=+?, using at least three of upper case, lower case, digits and those symbols."
     }
   }

@@ -212,13 +212,61 @@ def test_the_schema_check_accepts_meta_arguments_and_nested_blocks(
     assert check_file(snippet, schema, "good.tf") == []
 
 
-def test_terraform_fmt_is_clean() -> None:
-    terraform = shutil.which("terraform")
-    _require("terraform", terraform is not None)
-    proc = subprocess.run([str(terraform), "fmt", "-check", "-diff", "-no-color", str(INFRA)],
-                          capture_output=True, text=True, timeout=60, check=False,
-                          env=_tf_env())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def check_references(texts: dict[str, str], schema: dict[str, Any]) -> list[str]:
+    """Every var., local., resource and data reference names something declared, and every
+    attribute read from a resource or data source is one the provider has: what `terraform
+    validate` would catch, which needs the provider binary."""
+    import re
+
+    import hcl2
+
+    declared: dict[str, set[str]] = {"var": set(), "local": set(), "resource": set(),
+                                     "data": set()}
+    for text in texts.values():
+        parsed = hcl2.loads(text)
+        for item in parsed.get("variable", []):
+            declared["var"] |= {_label(k) for k in item if not k.startswith("__")}
+        for item in parsed.get("locals", []):
+            declared["local"] |= {k for k in item if not k.startswith("__")}
+        for kind in ("resource", "data"):
+            for item in parsed.get(kind, []):
+                for rtype, bodies in item.items():
+                    declared[kind] |= {f"{_label(rtype)}.{_label(label)}" for label in bodies
+                                       if not label.startswith("__")}
+    problems = []
+    for name, text in texts.items():
+        code = "\n".join(line for line in text.splitlines()
+                         if not line.lstrip().startswith("#"))
+        for kind, ref in re.findall(r"\b(var|local)\.([A-Za-z_][A-Za-z0-9_]*)", code):
+            if ref not in declared[kind]:
+                problems.append(f"{name}: {kind}.{ref} is not declared")
+        pattern = (r"(?<![\w.\"])(data\.)?(huaweicloud_\w+)\.(\w+)(?:\[[^\]]*\])?"
+                   r"(?:\.(\w+))?")
+        for data, rtype, label, attr in re.findall(pattern, code):
+            kind, section = ("data", "data_sources") if data else ("resource", "resources")
+            if f"{rtype}.{label}" not in declared[kind]:
+                problems.append(f"{name}: {data}{rtype}.{label} is not declared")
+            elif attr and attr not in schema[section].get(rtype, {}):
+                problems.append(f"{name}: {data}{rtype}.{label} has no attribute {attr!r}")
+    return problems
+
+
+def test_every_reference_is_declared_and_every_attribute_exists(
+        schema: dict[str, Any]) -> None:
+    texts = {p.name: p.read_text("utf-8") for p in _tf_files()}
+    assert check_references(texts, schema) == []
+
+
+def test_the_reference_check_catches_typos(schema: dict[str, Any]) -> None:
+    bad = {"bad.tf": 'resource "huaweicloud_smn_topic" "t" {\n  name = var.nmae\n}\n'
+                     'output "o" {\n  value = huaweicloud_smn_topic.t.topic_arn\n}\n'
+                     'output "p" {\n  value = local.missing\n}\n'
+                     'output "q" {\n  value = data.huaweicloud_vpc_subnet.s.cidr\n}\n'}
+    problems = check_references(bad, schema)
+    assert any("var.nmae is not declared" in p for p in problems), problems
+    assert any("has no attribute 'topic_arn'" in p for p in problems), problems
+    assert any("local.missing is not declared" in p for p in problems), problems
+    assert any("data.huaweicloud_vpc_subnet.s is not declared" in p for p in problems)
 
 
 # ---------------------------------------------------------------------------------------

@@ -102,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     pkg = sub.add_parser(
         "package", help="build the deployable FunctionGraph zip",
         description="Build the FunctionGraph zip: index.py, drs_report, the dependencies at "
-        "the versions of the committed lock for --python, their bytecode compiled by that "
-        "Python (python3.X on PATH or pyenv; without one the zip has no bytecode), and the "
-        "checked --config as config.toml. The same sources give the same bytes.")
+        "the versions of the committed lock for --python, their bytecode and the templates "
+        "compiled by that Python (python3.X on PATH or pyenv; without one the zip has "
+        "neither), and the checked --config as config.toml. The same sources give the same "
+        "bytes.")
     pkg.add_argument("--output", type=Path, default=Path("drs-report-function.zip"),
                      help="where to write the zip (default: ./drs-report-function.zip)")
     pkg.add_argument("--python", default="3.12", choices=["3.10", "3.12"],
