@@ -342,6 +342,23 @@ def test_a_bad_config_fails_the_build_with_the_runs_own_error(case: str,
     assert not output.exists()
 
 
+def test_a_secret_written_in_the_file_is_warned_of_without_its_value(tmp_path: Path) -> None:
+    from drs_report.packaging import check_config
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[drs]\nregion = "cn-north-4"\n[[jobs]]\nid = "9a470239-2308-4bb5-a6bc-1040402fjb21"\n'
+        f'[store]\nurl = "postgresql+psycopg://drs:{SECRET_CANARY}@db/drs"\n'
+        '[[channels]]\ntype = "feishu"\nurl = "https://open.feishu.cn/open-apis/bot/v2/hook/x"\n'
+        f'secret = "{SECRET_CANARY}"\n'
+        '[[channels]]\ntype = "dingtalk"\nurl = "${DINGTALK_URL}"\nsecret = "${DINGTALK_KEY}"\n',
+        encoding="utf-8")
+    lines = check_config(config).describe()
+    warned = [line.split()[1] for line in lines if line.startswith("warning:")]
+    assert warned == ["channels[0].url", "channels[0].secret", "store.url"]
+    assert SECRET_CANARY not in "\n".join(lines)
+
+
 def test_a_value_only_the_stand_ins_break_names_them(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[drs]\nregion = "cn-north-4"\nendpoint = "ftp://${DRS_HOST}"\n'

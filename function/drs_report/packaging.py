@@ -342,6 +342,7 @@ class ConfigCheck:
     jobs: int
     channels: int
     references: tuple[Reference, ...]
+    literal_secrets: tuple[str, ...] = ()  # keys whose secret value is written in the file
 
     def describe(self) -> list[str]:
         jobs = "every job of the project" if self.jobs == 0 else f"{self.jobs} job(s)"
@@ -355,7 +356,32 @@ class ConfigCheck:
                 need = "optional, " if ref.optional else ""
                 lines.append(f"  {('${' + ref.name + '}').ljust(width)} {ref.key}: "
                              f"{need}{ref.source}")
+        for key in self.literal_secrets:
+            lines.append(f"warning: {key} is a secret written in the file, so it is in the zip "
+                         "for anyone who may read the function's code; write ${NAME} there "
+                         "and pass NAME in Terraform's secrets")
         return lines
+
+
+def find_literal_secrets(data: Any) -> list[str]:
+    """Keys holding a secret as text in the file rather than as a ${NAME}."""
+    from drs_report.config import ENV_REF_RE, SECRET_CHANNEL_KEYS
+
+    found = []
+    channels = data.get("channels") if isinstance(data, dict) else None
+    for i, channel in enumerate(channels if isinstance(channels, list) else []):
+        for key, value in (channel.items() if isinstance(channel, dict) else ()):
+            values = value if isinstance(value, list) else [value]
+            if key in SECRET_CHANNEL_KEYS and any(
+                    isinstance(v, str) and v.strip() and not ENV_REF_RE.search(v)
+                    for v in values):
+                found.append(f"channels[{i}].{key}")
+    store = data.get("store") if isinstance(data, dict) else None
+    url = store.get("url") if isinstance(store, dict) else None
+    if isinstance(url, str) and not ENV_REF_RE.search(url) and \
+            re.match(r"^[a-z0-9+]+://[^:/@]*:[^@]+@", url):
+        found.append("store.url")
+    return found
 
 
 _SECRET_NAME_RE = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|(^|_)(SK|KEY|URL)$")
@@ -434,7 +460,8 @@ def check_config(path: Path) -> ConfigCheck:
                 attempt[name] += 1
     ordered = sorted(references.values(), key=lambda r: (r.name, r.key))
     return ConfigCheck(path=path, jobs=len(settings.jobs), channels=len(settings.channels),
-                       references=tuple(ordered))
+                       references=tuple(ordered),
+                       literal_secrets=tuple(find_literal_secrets(data)))
 
 
 # ---------------------------------------------------------------------------------------
