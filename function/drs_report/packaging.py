@@ -69,6 +69,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
     return handle(event, context, code_dir=Path(__file__).resolve().parent)
 '''
+# The report's own templates, compiled into the zip; any other template is found in the
+# sources, after the compiled ones, by whatever environment renders it.
+REPORT_TEMPLATE_DIRS = ("html", "txt", "chat")
 # 1980-01-01, the earliest time a zip entry can carry.
 ZIP_EPOCH = 315532800
 # Where FunctionGraph unpacks the code (RUNTIME_CODE_ROOT); the path tracebacks show.
@@ -242,7 +245,8 @@ def compile_templates(staging: Path, interpreter: Path) -> None:
     script = ("import sys; sys.path.insert(0, sys.argv[1]); "
               "from drs_report.render import COMPILED_TEMPLATES_DIR, environment; "
               "environment(None).compile_templates(str(COMPILED_TEMPLATES_DIR), zip=None, "
-              "ignore_errors=False)")
+              "ignore_errors=False, filter_func=lambda name: name.split('/')[0] in "
+              f"{REPORT_TEMPLATE_DIRS!r})")
     proc = subprocess.run([str(interpreter), "-I", "-S", "-B", "-c", script, str(staging)],
                           capture_output=True, text=True, check=False,
                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
