@@ -201,6 +201,7 @@ def _run_from_read_only_code(zip_path: Path, interpreter: Path, tmp_path: Path,
     for path in [code_dir, *code_dir.rglob("*")]:
         mode = path.stat().st_mode
         path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    before = sorted(code_dir.rglob("*"))
     user_data = {"DRS_ENDPOINT": emulator.url, "REPORT_DIR": str(tmp_path / "out"),
                  "DRS_REPORT_STORE_URL": f"sqlite:///{tmp_path / 'history.db'}",
                  "SMTP_HOST": "127.0.0.1", "SMTP_PORT": "9", "SMTP_USER": "u",
@@ -232,7 +233,7 @@ print(json.dumps({{"summary": summary, "sqlalchemy": sqlalchemy.__version__,
                           cwd=tmp_path, env={"RUNTIME_PROJECT_ID": PROJECT_ID,
                                              "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert not list(code_dir.rglob("*.cpython-*.pyc.*")), "bytecode was written"
+    assert sorted(code_dir.rglob("*")) == before, "the run wrote into the code directory"
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert SECRET_CANARY not in proc.stdout + proc.stderr
     return result
