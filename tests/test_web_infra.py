@@ -16,8 +16,7 @@ SCHEMA_NAMES = ("huaweicloud-1.97.1.schema.json",)
 
 
 def _schema() -> dict[str, Any]:
-    # The provider schema lives beside the project (shared design files), not in it.
-    for base in (ROOT.parent / "shared" / "terraform", ROOT / "infra"):
+    for base in (ROOT / "tests" / "data",):
         for name in SCHEMA_NAMES:
             if (base / name).is_file():
                 data: dict[str, Any] = json.loads((base / name).read_text())
@@ -81,6 +80,7 @@ def test_web_secrets_are_encrypted_settings(apig: dict[str, Any]) -> None:
         assert body.get("description") and "validation" in body, name
     assert variables["web_secrets"]["sensitive"] is True
     main = (ROOT / "infra" / "main.tf").read_text()
-    assert "encrypted_user_data = jsonencode(merge(var.secrets, local.web_secret_settings))" in main
+    assert "encrypted_user_data = jsonencode(local.encrypted_user_data)" in main
+    assert "local.web_secret_settings," in main
     locals_ = str(apig["locals"])
     assert "DRS_REPORT_WEB_" in locals_

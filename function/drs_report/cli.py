@@ -121,11 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080,
                        help="port to listen on, 0 for any free one (default: 8080)")
 
-    pkg = sub.add_parser("package", help="build the deployable FunctionGraph zip")
-    pkg.add_argument("--output", type=Path, default=Path("drs-report-function.zip"))
-    pkg.add_argument("--python", default="3.12", choices=["3.10", "3.12", "local"],
-                     help="FunctionGraph runtime to build for ('local': this interpreter)")
-    pkg.add_argument("--platform", default="manylinux2014_x86_64")
+    pkg = sub.add_parser(
+        "package", help="build the deployable FunctionGraph zip",
+        description="Build the FunctionGraph zip: index.py, drs_report, the dependencies at "
+        "the versions of the committed lock for --python, their bytecode and the templates "
+        "compiled by that Python (python3.X on PATH or pyenv; without one the zip has "
+        "neither), and the checked --config as config.toml. The same sources give the same "
+        "bytes.")
+    pkg.add_argument("--output", type=Path, default=Path("drs-report-function.zip"),
+                     help="where to write the zip (default: ./drs-report-function.zip)")
+    pkg.add_argument("--python", default="3.12", choices=["3.10", "3.12"],
+                     help="FunctionGraph runtime to build for: Python3.12 (default) or "
+                          "Python3.10; must match the function's runtime")
+    pkg.add_argument("--platform", default="manylinux2014_x86_64",
+                     help="wheel platform; FunctionGraph runs x86_64 Linux, so only "
+                          "manylinux2014_x86_64 (the default)")
+    pkg.add_argument("--config", type=Path, default=None, metavar="FILE",
+                     help="check FILE as a run would (a bad file fails the build with the "
+                          "run's one-line error), list the ${NAME}s it needs at run time, "
+                          "and pack it as config.toml beside index.py")
     return parser
 
 
@@ -207,7 +221,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "package":
         from drs_report.packaging import build_package
 
-        return build_package(output=args.output, python=args.python, platform=args.platform)
+        return build_package(output=args.output, python=args.python, platform=args.platform,
+                             config=args.config)
     raise ConfigError("", f"unknown command {command!r}; see --help")
 
 

@@ -35,6 +35,9 @@ HTML_MAX_BYTES = 100 * 1024
 MARKDOWN_MAX_BYTES = 4096
 DIALECTS = ("markdown", "slack", "teams", "feishu", "dingtalk", "wecom")
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# `drs-report package` puts the shipped templates here compiled to Python (and bytecode), so
+# a cold start in FunctionGraph's read-only code directory does not compile them again.
+COMPILED_TEMPLATES_DIR = Path(__file__).resolve().parent / "templates_compiled"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]+")
 _URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(//)")
@@ -186,9 +189,11 @@ def short_id(value: str | None) -> str:
 
 @lru_cache(maxsize=8)
 def environment(templates_dir: str | None) -> Any:
-    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, ModuleLoader, StrictUndefined
 
-    loaders = [FileSystemLoader(templates_dir)] if templates_dir else []
+    loaders: list[Any] = [FileSystemLoader(templates_dir)] if templates_dir else []
+    if COMPILED_TEMPLATES_DIR.is_dir():
+        loaders.append(ModuleLoader(str(COMPILED_TEMPLATES_DIR)))
     loaders.append(FileSystemLoader(str(TEMPLATES_DIR)))
     env = Environment(
         loader=ChoiceLoader(loaders),
