@@ -329,6 +329,10 @@ def classify(error: BaseException, host: str, *, connect_timeout: float,
         if any(marker in text for marker in _WRONG_PROTOCOL):
             return WireError("tls", f"TLS handshake with {host} failed: the server does not "
                                     "speak TLS there (an http:// endpoint?)", transient=False)
+        if has(ssl.SSLEOFError) or "UNEXPECTED_EOF" in text or "EOF occurred" in text:
+            return WireError("tls", f"TLS with {host} failed: the server closed the "
+                                    "connection during the handshake (not a TLS port?)",
+                             transient=True)
         reason = getattr(tls, "reason", None) or type(tls).__name__
         return WireError("tls", f"TLS with {host} failed ({reason})", transient=True)
     if has(ConnectionRefusedError):
