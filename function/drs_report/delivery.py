@@ -5,11 +5,13 @@
     alert   only when the set of problems changes (new, escalated, resolved), plus a reminder
             of unresolved CRITICAL problems every delivery.alert_reminder_hours
 
-Exactly once: each message has an idempotency key, claimed in the store before sending, so
-an overlapping or re-invoked run skips what another run sent or is sending. `force` sends
-again under a fresh key; `dry_run` renders and describes, sends and records nothing.
-Transient failures (DeliveryError.permanent False) are retried with backoff within the
-run's deadline; every attempt is recorded.
+At least once, folded: each message has an idempotency key, claimed in the store before
+sending, so an overlapping or re-invoked run skips what another run sent or is sending; a
+copy can still go out twice when a receiver took it without confirming, and every copy
+carries the key (Message-ID, Idempotency-Key) for receivers to fold. `force` sends again
+under a fresh key; `dry_run` renders and describes, sends and records nothing. Transient
+failures (DeliveryError.permanent False) are retried with backoff within the run's
+deadline, except after the whole message was handed over; every attempt is recorded.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def _require_errcode_zero(vendor: str, content: bytes, transient: frozenset[int]
     code = answer.get("errcode")
     if code != 0:
         text = f"{vendor} answered errcode {_said(code)}: {_said(answer.get('errmsg'))}"
-        if code in transient:
+        if isinstance(code, int) and code in transient:  # a list or dict is no code
             raise TransientError(text)
         raise PermanentError(text)
 
@@ -154,7 +154,7 @@ class FeishuChannel(_ChatChannel):
         if code != 0:
             said = answer.get("msg") or answer.get("StatusMessage")
             text = f"Feishu answered code {_said(code)}: {_said(said)}"
-            if code in self._TRANSIENT_CODES:
+            if isinstance(code, int) and code in self._TRANSIENT_CODES:
                 raise TransientError(text)
             raise PermanentError(text)
 
