@@ -44,6 +44,7 @@ from tests.fixtures.hostile import (
 
 JOB = "9a470239-2308-4bb5-a6bc-1040402fjb21"
 OTHER = "5c1e2f9b-7a64-4d2e-9b11-3f0a6c2djb21"
+THIRD = "2d4f6a8c-0e1b-4c3d-8e5f-7a9b1c3djb21"
 COMPARE = "b13b233a-4b9e-4b06-a928-19a0c93f6109"
 CANARIES = (CANARY_AK, CANARY_SK, CANARY_TOKEN)
 
@@ -302,8 +303,11 @@ def test_an_answer_without_evidence_is_unknown_with_the_reason() -> None:
 
     bare = {"job_id": JOB}
     unreadable = {**RUNNING, "job_id": OTHER, "incre_trans_delay": "abc"}
-    jobs = [{"id": JOB}, {"id": OTHER}]
-    with HostileHTTP(route(batch=answer(200, {"results": [bare, unreadable]}))) as server:
+    impossible = {**RUNNING, "job_id": THIRD, "transfer_status": "FULL_TRANSFER_STARTED",
+                  "progress": "250"}
+    jobs = [{"id": JOB}, {"id": OTHER}, {"id": THIRD}]
+    with HostileHTTP(route(batch=answer(200, {"results": [bare, unreadable, impossible]}))
+                     ) as server:
         snapshot = fetch(server.url, jobs=jobs)
     settings = settings_for("http://unused", jobs)
     report = analyse(snapshot, {}, None, settings, now=datetime.now(timezone.utc))
@@ -314,6 +318,27 @@ def test_an_answer_without_evidence_is_unknown_with_the_reason() -> None:
     (reason,) = by_id[OTHER].reasons
     assert reason.code == "unreadable"
     assert reason.params == {"field": "incre_trans_delay", "value": "abc"}
+    assert [(r.code, r.params) for r in by_id[THIRD].reasons] == [
+        ("out_of_range", {"field": "progress", "value": "250"})]
+    assert by_id[THIRD].health is Health.UNKNOWN
+
+
+def test_a_job_the_budget_cut_while_retrying_shows_what_failed() -> None:
+    from datetime import datetime, timezone
+
+    from drs_report.analysis import analyse
+    from drs_report.render import render_all
+
+    busy = answer(503, {"error_code": "DRS.0503", "error_msg": "busy"})
+    with HostileHTTP(route(batch=busy)) as server:
+        snapshot = fetch(server.url, jobs=[{"id": JOB}], max_retries=50, backoff_base=0.2,
+                         backoff_max=0.4, deadline=time.monotonic() + 1.0)
+    settings = settings_for("http://unused", [{"id": JOB}])
+    report = analyse(snapshot, {}, None, settings, now=datetime.now(timezone.utc))
+    (reason,) = report.jobs[0].reasons
+    assert reason.code == "skipped"
+    assert "while retrying (server error: HTTP 503 DRS.0503)" in reason.params["message"]
+    assert "server error: HTTP 503 DRS.0503" in render_all(report, settings)["txt"]
 
 
 # -- item 1: credentials a gateway echoes are masked where they enter ---------------------------

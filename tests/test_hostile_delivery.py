@@ -318,3 +318,48 @@ def test_a_receiver_echoing_the_signed_request_leaks_no_credential(
     # And masked where it entered, not only on the way out: the channel's own error text.
     assert Redactor([CANARY_AK, CANARY_TOKEN])(outcome.reason) == outcome.reason
     assert logs.redact(CANARY_TOKEN) == "***"
+
+
+def test_a_run_killed_during_smtp_data_resends_under_the_same_message_id(
+        emulator: Any, tmp_path: Path) -> None:
+    """kill -9 while the relay holds the message: after the claim's lease, the next run
+    sends it again, and mail clients see the same message (the same Message-ID)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_end_to_end import CREDENTIALS, FUNCTION_DIR, write_config
+
+    def config_for(port: int) -> Path:
+        mail = (f'[[channels]]\ntype = "smtp"\nname = "mail"\nhost = "127.0.0.1"\n'
+                f'port = {port}\nsecurity = "none"\nfrom = "drs@example.com"\n'
+                'to = ["dba@example.com"]\ntimeout = 30\n')
+        return write_config(tmp_path / "config.toml", emulator.url, emulator.jobs_config(),
+                            f"sqlite:///{tmp_path / 'h.db'}", mail)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRS_REPORT_",
+                                                                     "HUAWEICLOUD_"))}
+    env.update(PYTHONPATH=str(FUNCTION_DIR), **CREDENTIALS)
+    with HostileSMTP(stall_at="end-of-data") as stalled:
+        run = subprocess.Popen([sys.executable, "-m", "drs_report", "run", "--config",
+                                str(config_for(stalled.port))], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        waited = time.monotonic() + 60
+        while not stalled.messages and time.monotonic() < waited and run.poll() is None:
+            time.sleep(0.05)
+        assert stalled.messages, "the relay never got the message"
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=10)
+        first = message_from_bytes(stalled.messages[0], policy=policy.default)
+    with sqlite3.connect(tmp_path / "h.db") as db:  # the claim's lease has run out
+        db.execute("UPDATE delivery_claims SET claimed_at = datetime(claimed_at, "
+                   "'-11 minutes')")
+    with HostileSMTP() as relay:
+        again = subprocess.run([sys.executable, "-m", "drs_report", "run", "--config",
+                                str(config_for(relay.port))], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120, check=False)
+        assert again.returncode == 0, again.stderr[-2000:]
+        (resent,) = [message_from_bytes(m, policy=policy.default) for m in relay.messages]
+    assert resent["Message-ID"] == first["Message-ID"]
+    assert resent["Subject"] == first["Subject"]

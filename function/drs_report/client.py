@@ -185,8 +185,6 @@ class DrsClient:
             try:
                 failure, status, data = self._attempt(method, full_url, payload, headers,
                                                       request_deadline)
-            except RequestFailed:
-                raise
             except Exception as e:  # no answer, however strange, may cost the run
                 log.debug("%s %s: unexpected error", method, path, exc_info=True)
                 raise RequestFailed(FetchError(
