@@ -103,7 +103,7 @@ def timed(fn: Callable[[], Snapshot]) -> tuple[Snapshot, float]:
 
 STALLS = {
     "an endless chunked body": endless_chunked(b"x" * 1024, interval=0.05),
-    "a byte every 2 s": drip_json(200, {"results": [RUNNING]}, 2.0),
+    "a byte every 0.5 s": drip_json(200, {"results": [RUNNING]}, 0.5),
     "endless headers": endless_headers(0.2),
     "no answer at all": silent(),
 }
