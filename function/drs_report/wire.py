@@ -69,22 +69,22 @@ class Answer:
 class Watch:
     """The deadline of one request, and the means to end it."""
 
-    __slots__ = ("_dup", "_lock", "deadline", "done", "fired", "handed_over")
+    __slots__ = ("_fd", "_lock", "deadline", "done", "fired", "handed_over")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.fired = False
         self.done = False
         self.handed_over = False
-        self._dup: socket.socket | None = None
+        self._fd = -1  # our duplicate of the socket's descriptor
         self._lock = threading.Lock()
 
     def attach(self, sock: socket.socket) -> None:
         with self._lock:
-            if self.done or self._dup is not None:
+            if self.done or self._fd >= 0:
                 return
             try:
-                self._dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+                self._fd = os.dup(sock.fileno())
             except OSError:
                 return
             if self.fired:
@@ -99,14 +99,19 @@ class Watch:
     def cancel(self) -> None:
         with self._lock:
             self.done = True
-            if self._dup is not None:
-                self._dup.close()
-                self._dup = None
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def _shutdown(self) -> None:
-        if self._dup is not None:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                self._dup.shutdown(socket.SHUT_RDWR)
+        if self._fd >= 0:
+            # shutdown() acts on the socket, not the descriptor: every copy sees it.
+            sock = socket.socket(fileno=self._fd)
+            try:
+                with contextlib.suppress(OSError):  # already closed by the peer
+                    sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.detach()  # the descriptor stays ours, closed by cancel()
 
 
 class _Watchdog:
