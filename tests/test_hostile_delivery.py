@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.fixtures.hostile import (
     silent,
 )
 from tests.test_channels import NOW, make_settings, the_report
+from tests.test_channels import store as store  # the fixture: a SQLite history
 
 # What each vendor says when it took the message.
 ACCEPTED: dict[str, Behaviour] = {
@@ -63,14 +63,6 @@ def channel_for(kind: str, url: str, **extra: Any) -> dict[str, Any]:
         config["url"] = url + HOOK_PATH[kind]
     config.update(extra)
     return config
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{tmp_path / 'h.db'}", in_functiongraph=False)
-    opened.upgrade()
-    yield opened
-    opened.close()
 
 
 def send(settings: Any, store: Store, *, now: Any = NOW, deadline: float | None = None
