@@ -279,7 +279,7 @@ def send(pool: Any, method: str, path: str, *, body: bytes | None,
         except (urllib3.exceptions.HTTPError, OSError, HTTPException) as e:
             if watch.fired:
                 raise WireError("deadline", f"no complete answer from {host} within "
-                                            f"{left:.3g}s", transient=True,
+                                            f"{round(left, 1):g}s", transient=True,
                                 handed_over=watch.handed_over) from None
             raise classify(e, host, connect_timeout=min(connect_timeout, left),
                            read_timeout=min(read_timeout, left),
