@@ -166,7 +166,7 @@ def test_a_broken_channel_does_not_stop_the_others(webhooks: dict[str, Receiver]
     settings = make_settings(broken, channel("wecom", webhooks), channel("slack", webhooks))
     outcomes = send(settings, store)
     assert [o.status for o in outcomes] == ["failed", "sent", "sent"]
-    assert outcomes[0].failed and "cannot reach" in outcomes[0].reason
+    assert outcomes[0].failed and "refused the connection" in outcomes[0].reason
 
 
 def test_digest_once_per_day_force_and_dry_run(webhooks: dict[str, Receiver],

@@ -144,3 +144,27 @@ def test_exception_texts_are_redacted() -> None:
     assert logs.redact(f"signature for {CANARY_SK} failed") == "signature for *** failed"
     message = Store.masked_url(f"postgresql+psycopg://u:{DB_PASSWORD}@h/db")
     assert DB_PASSWORD not in message and "u:***@h" in message
+
+
+@pytest.mark.parametrize("where", ["file", "environment"])
+def test_an_unencoded_at_in_the_database_password_is_refused_without_showing_it(
+        tmp_path: Path, where: str) -> None:
+    password = "p@ss-canary-tail-5e1d"
+    url = f"postgresql+psycopg://report:{password}@db.example.invalid:5432/drs"
+    config = tmp_path / "config.toml"
+    store = f'[store]\nurl = "{url}"\n' if where == "file" else ""
+    config.write_text('[drs]\nregion = "cn-north-4"\nproject_id = "' + PROJECT_ID + '"\n'
+                      '[[jobs]]\nid = "9a470239-2308-4bb5-a6bc-1040402fjb21"\n' + store)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRS_REPORT_")}
+    env.update(PYTHONPATH=str(FUNCTION_DIR), HUAWEICLOUD_SDK_AK=CANARY_AK,
+               HUAWEICLOUD_SDK_SK=CANARY_SK)
+    if where == "environment":
+        env["DRS_REPORT_STORE_URL"] = url
+    proc = subprocess.run([sys.executable, "-m", "drs_report", "run", "--config", str(config)],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("drs-report: error: store.url: the password holds an '@'")
+    assert "%40" in line
+    for part in ("ss-canary-tail", "p@ss", "db.example.invalid"):
+        assert part not in proc.stdout + proc.stderr

@@ -7,7 +7,8 @@ Reasons are codes with parameters; the words come from the message catalogue
 (drs_report/locales/*.json), never from here:
 
     job:        failed, paused, deleted, delay_critical, delay_warning, stalled,
-                api_error, fetch_failed, missing, skipped
+                api_error, fetch_failed, missing, skipped, no_state, unreadable,
+                out_of_range
     comparison: inconsistent_rows, compare_not_found, compare_stalled, compare_failed
 
 A problem's key ("<job_id>:<code>" or "<job_id>/<compare_job_id>:<code>") is stable across
@@ -257,13 +258,16 @@ def _judge_job(reading: JobReading, config: JobConfig | None, thresholds: Thresh
         if error.kind is FetchErrorKind.MISSING:
             reasons.append(_problem(reading, "missing", Health.UNKNOWN))
         elif error.kind is FetchErrorKind.SKIPPED:
-            reasons.append(_problem(reading, "skipped", Health.UNKNOWN))
+            # A retry the budget cut short names what it was retrying; show that.
+            cause = {"message": error.message} if "while retrying" in error.message else {}
+            reasons.append(_problem(reading, "skipped", Health.UNKNOWN, **cause))
         elif error.kind is FetchErrorKind.API_ERROR:
             reasons.append(_problem(reading, "api_error", Health.UNKNOWN,
                                     error_code=error.error_code or "", error_msg=error.message))
         else:
             reasons.append(_problem(reading, "fetch_failed", Health.UNKNOWN,
                                     kind=error.kind.value, message=error.message))
+    reasons.extend(_evidence_problems(reading))
     state = p.transfer_status if p else None
     if state:
         if state.endswith("_FAILED"):
@@ -295,6 +299,40 @@ def _judge_job(reading: JobReading, config: JobConfig | None, thresholds: Thresh
     status.trend = _trend(past)
     status.health = worst([r.health for r in reasons])
     return status
+
+
+def _evidence_problems(reading: JobReading) -> list[Problem]:
+    """An answer that says nothing readable about the job is no evidence that it is OK.
+
+    No state at all (only the job_id came back), or a number the judgement rests on that
+    is not a number ("abc") or cannot be right (progress 250, a negative delay).
+    """
+    p = reading.progress
+    if p is None or reading.error is not None:
+        return []
+    if p.transfer_status is None:
+        return [_problem(reading, "no_state", Health.UNKNOWN)]
+    checks: list[tuple[str, float | None, bool]] = [
+        ("progress", p.progress, p.progress is None or 0 <= p.progress <= 100)]
+    if p.transfer_status == "INCRE_TRANSFER_STARTED":
+        checks += [("incre_trans_delay_millis", p.incre_trans_delay_millis,
+                    (p.incre_trans_delay_millis or 0) >= 0),
+                   ("incre_trans_delay", p.incre_trans_delay, (p.incre_trans_delay or 0) >= 0)]
+    problems: dict[str, Problem] = {}  # by code: the key of a problem is job and code
+    for name, parsed, plausible in checks:
+        sent = p.raw.get(name)
+        shown = str(sent)[:40]
+        if parsed is None and sent is not None and not (isinstance(sent, str)
+                                                        and not sent.strip()):
+            if name != "progress" and p.delay_seconds is not None:
+                continue  # the other delay field was readable: the delay is known
+            problems.setdefault("unreadable", _problem(reading, "unreadable", Health.UNKNOWN,
+                                                       field=name, value=shown))
+        elif not plausible:
+            problems.setdefault("out_of_range", _problem(reading, "out_of_range",
+                                                         Health.UNKNOWN, field=name,
+                                                         value=shown))
+    return list(problems.values())
 
 
 def _stalled_seconds(past: list[tuple[datetime, JobReading]], now: datetime) -> float | None:

@@ -2,10 +2,13 @@
 
 One pooled `requests.Session`, one signer, one bounded thread pool shared by every call, so
 comparison requests run beside the batch requests instead of after them. Every request is
-signed afresh (X-Sdk-Date) on every try. 429 (APIG.0308), 5xx, connection errors, timeouts
-and malformed answers are retried with exponential backoff and jitter — POST included —
-honouring Retry-After; other 4xx are not. A request that fails for good becomes a
-FetchError on the jobs or comparison it covered; nothing here aborts the others.
+signed afresh (X-Sdk-Date) on every try, and ends by an absolute deadline (wire.py): the
+time left in the run, at most drs.connect_timeout + drs.read_timeout. 429 (APIG.0308), 5xx,
+connection errors, timeouts and malformed answers are retried with exponential backoff and
+jitter — POST included — honouring Retry-After up to MAX_RETRY_AFTER; other 4xx, redirects
+and untrusted TLS certificates are not. A request that fails for good becomes a FetchError
+on the jobs or comparison it covered; nothing here aborts the others. Answers are decoded
+by answers.py: depth-bounded, with registered secrets masked in every string.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-from drs_report import logs
-from drs_report.config import DiscoveryConfig, DrsConfig, JobConfig
+from drs_report import logs, wire
+from drs_report.answers import MalformedAnswer, decode_json
+from drs_report.config import JOB_ID_RE, DiscoveryConfig, DrsConfig, JobConfig
 from drs_report.models import (
     CompareReading,
     FetchError,
@@ -45,9 +49,12 @@ log = logs.get_logger("client")
 
 MAX_ANSWER_BYTES = 10 << 20  # progress answers are kilobytes; anything this big is broken
 PAGE_SIZE = 100
+MAX_PAGES = 1000
 NOT_FOUND_CODE = "DRS.10000010"
 THROTTLED_CODE = "APIG.0308"
 BUDGET_RAN_OUT = "not fetched: the run's time budget ran out"
+# The longest Retry-After honoured; a service asking for more is not waited for.
+MAX_RETRY_AFTER = 60.0
 # Comparisons in these states have no progress to ask for.
 _IDLE_COMPARE_STATES = frozenset({"CANCELLED", "FAILED", "TIMEOUT_INTERRUPT"})
 
@@ -56,6 +63,31 @@ class RequestFailed(Exception):
     def __init__(self, error: FetchError) -> None:
         self.error = error
         super().__init__(error.message)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """What one try came to when it did not succeed, and whether to try again."""
+
+    error: FetchError
+    retry: bool
+    retry_after: float | None = None
+
+    def error_with(self, more: str) -> FetchError:
+        return replace(self.error, message=self.error.message + more)
+
+
+# What a DRS user changes for each kind of network failure (wire.WireError.kind).
+_NETWORK_HINTS = {
+    "dns": "; check drs.endpoint and drs.region, and this machine's DNS",
+    "refused": "; check the host and port of drs.endpoint",
+    "unreachable": "; check the network route (in FunctionGraph, a VPC needs a NAT "
+                   "gateway to reach the internet)",
+    "connect_timeout": "; a firewall, security group or missing route drops the packets",
+    "tls_untrusted": "; for a private endpoint, set drs.ca_bundle to its CA file",
+    "tls": "; check the scheme (https://) and port of drs.endpoint",
+    "read_timeout": "; raise drs.read_timeout if the service is this slow",
+}
 
 
 @dataclass
@@ -75,7 +107,10 @@ class DrsClient:
         session: requests.Session | None = None,
     ) -> None:
         self._drs = drs
+        # Masked in every answer from here on, even when no run registered them.
+        logs.add_secrets(credentials.secrets())
         self._signer = RequestSigner(credentials, drs.project_id)
+        self._host = urlsplit(drs.endpoint).netloc or drs.endpoint
         self._own_session = session is None
         self._session = session if session is not None else self._new_session()
         self._limiter = AdaptiveLimiter(drs.requests_per_second)
@@ -129,8 +164,6 @@ class DrsClient:
         deadline: float | None = None,
     ) -> Any:
         """The decoded JSON answer of one API call, retried as the module says."""
-        import urllib3
-
         url = self._drs.endpoint + path
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         full_url = url + ("?" + urlencode(list(query), quote_via=quote) if query else "")
@@ -142,142 +175,136 @@ class DrsClient:
                 raise RequestFailed(FetchError(FetchErrorKind.SKIPPED, BUDGET_RAN_OUT))
             headers = self._signer.sign(method, url, headers=self._headers, query=query,
                                         body=payload)
-            timeout: tuple[float, float] = (self._drs.connect_timeout, self._drs.read_timeout)
-            if deadline is not None:
-                left = max(0.05, deadline - time.monotonic())
-                timeout = (min(timeout[0], left), min(timeout[1], left))
             with self._count_lock:
                 self._requests += 1
-            failure: FetchError
-            retry_after: float | None = None
             started = time.monotonic()
+            request_deadline = started + self._drs.connect_timeout + self._drs.read_timeout
+            if deadline is not None:
+                request_deadline = min(request_deadline, deadline)
+            retry_after: float | None = None
             try:
-                status, response_headers, content = self._send(method, full_url, payload,
-                                                               headers, timeout)
-            except RequestFailed as e:
-                failure = e.error
-                status = 0
-            except urllib3.exceptions.TimeoutError:
-                failure = FetchError(FetchErrorKind.NETWORK,
-                                     f"no answer within {timeout[1]:g}s (read timeout)")
-                status = 0
-            except (urllib3.exceptions.HTTPError, OSError) as e:
-                failure = FetchError(FetchErrorKind.NETWORK,
-                                     f"connection failed: {_short(type(e).__name__)}")
-                status = 0
+                failure, status, data = self._attempt(method, full_url, payload, headers,
+                                                      request_deadline)
+            except Exception as e:  # no answer, however strange, may cost the run
+                log.debug("%s %s: unexpected error", method, path, exc_info=True)
+                raise RequestFailed(FetchError(
+                    FetchErrorKind.MALFORMED,
+                    f"unexpected {type(e).__name__} reading the answer: "
+                    f"{_short(logs.redact(str(e)))}")) from None
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s -> %s in %.0f ms", method, path, status or "no answer",
                           (time.monotonic() - started) * 1000)
-            if status:
-                data, decode_error = _decode(content)
-                if 200 <= status < 300 and decode_error is None:
-                    self._limiter.on_success()
-                    return data
-                code, msg = error_fields(data)
-                if status == 429:
-                    retry_after = _retry_after(response_headers.get("Retry-After"))
-                    self._limiter.on_throttle(retry_after)
-                    failure = FetchError(FetchErrorKind.HTTP_ERROR,
-                                         f"throttled: HTTP 429 {code or THROTTLED_CODE}",
-                                         status=429, error_code=code or THROTTLED_CODE)
-                elif status in (401, 403):
-                    # 401: the signature did not verify. 403: it did, but this identity may
-                    # not read this project's jobs.
-                    hint = (
-                        "check HUAWEICLOUD_SDK_AK/SK, the security token, and that this "
-                        "machine's clock is right (X-Sdk-Date must be within 15 minutes)"
-                        if status == 401 else
-                        "check that drs.project_id is the project of drs.region and that "
-                        "the IAM user or agency may read DRS jobs (e.g. DRS ReadOnlyAccess)")
-                    refused = "authentication refused" if status == 401 else "access denied"
-                    raise RequestFailed(FetchError(
-                        FetchErrorKind.AUTH,
-                        f"{refused}: HTTP {status} {code or ''} {msg or ''}".strip()
-                        + f"; {hint}", status=status, error_code=code))
-                elif 200 <= status < 300:
-                    failure = FetchError(FetchErrorKind.MALFORMED,
-                                         f"answer is not the documented JSON: {decode_error}",
-                                         status=status)
-                elif status >= 500:
-                    detail = code or (decode_error and "non-JSON body") or ""
-                    failure = FetchError(FetchErrorKind.HTTP_ERROR,
-                                         f"server error: HTTP {status} {detail}".strip(),
-                                         status=status, error_code=code)
-                else:
-                    raise RequestFailed(FetchError(
-                        FetchErrorKind.NOT_FOUND if code == NOT_FOUND_CODE
-                        else FetchErrorKind.HTTP_ERROR,
-                        f"HTTP {status} {code or ''}: {msg or 'no error message'}",
-                        status=status, error_code=code))
+            if failure is None:
+                self._limiter.on_success()
+                return data
+            if status == 429:
+                retry_after = failure.retry_after
+                # A service asking for more than we wait gets no pause from the others
+                # either: each of them gives up on its own 429 at once.
+                self._limiter.on_throttle(
+                    retry_after if retry_after is None or retry_after <= MAX_RETRY_AFTER
+                    else None)
+                if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+                    raise RequestFailed(failure.error_with(
+                        f"; the service asks to wait {retry_after:.0f}s (Retry-After), "
+                        f"longer than the {MAX_RETRY_AFTER:.0f}s drs-report waits"))
+            if not failure.retry:
+                raise RequestFailed(failure.error)
             # A transient failure: try again if the budget allows.
             if status == 429:
                 throttled += 1
                 if throttled > max(20, self._drs.max_retries * 5):
-                    raise RequestFailed(failure)
+                    raise RequestFailed(failure.error)
             else:
                 attempt += 1
                 if attempt > self._drs.max_retries:
-                    raise RequestFailed(failure)
+                    raise RequestFailed(failure.error)
             delay = retry_after if retry_after is not None else self._backoff(attempt)
             if deadline is not None and time.monotonic() + delay >= deadline:
                 # The budget, not the service, ended this one: it counts as skipped (the
                 # report is partial), and the last answer says what was being retried.
+                error = failure.error
                 raise RequestFailed(FetchError(
-                    FetchErrorKind.SKIPPED,
-                    f"{BUDGET_RAN_OUT} while retrying ({failure.message})",
-                    status=failure.status, error_code=failure.error_code))
+                    FetchErrorKind.SKIPPED, f"{BUDGET_RAN_OUT} while retrying ({error.message})",
+                    status=error.status, error_code=error.error_code))
             time.sleep(delay)
 
-    def _pool(self, url: str) -> Any:
-        """The session's own urllib3 pool for this endpoint, set up as requests would.
-
-        Going to the pool directly skips requests' per-request preparation (settings merge,
-        hooks, cookie jars), which costs more CPU than the signing and the HTTP together.
-        """
-        from requests.adapters import HTTPAdapter
-        from requests.utils import DEFAULT_CA_BUNDLE_PATH
-
-        adapter = self._session.get_adapter(url)
-        if not isinstance(adapter, HTTPAdapter):
-            raise TypeError("the session's adapter for the DRS endpoint must be an HTTPAdapter")
-        verify = self._session.verify
-        if verify is False:
-            pool_kwargs: dict[str, Any] = {"cert_reqs": "CERT_NONE"}
-        else:
-            bundle = verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH
-            pool_kwargs = {"cert_reqs": "CERT_REQUIRED", "ca_certs": bundle}
-        return adapter.poolmanager.connection_from_url(url, pool_kwargs=pool_kwargs)
+    def _attempt(self, method: str, url: str, payload: bytes, headers: dict[str, str],
+                 deadline: float) -> tuple[_Failure | None, int, Any]:
+        """One try: (None, status, data) on success, else (what failed, status, None)."""
+        try:
+            answer = self._send(method, url, payload, headers, deadline)
+        except wire.WireError as e:
+            error = FetchError(FetchErrorKind.NETWORK, e.args[0] + _NETWORK_HINTS.get(e.kind, ""))
+            return _Failure(error, retry=e.transient), 0, None
+        status = answer.status
+        if answer.truncated:
+            return _Failure(FetchError(
+                FetchErrorKind.MALFORMED,
+                f"answer is larger than the {MAX_ANSWER_BYTES >> 20} MB limit", status=status),
+                retry=True), status, None
+        try:
+            data, decode_error = decode_json(answer.body), None
+        except MalformedAnswer as e:
+            data, decode_error = None, str(e)
+        if 200 <= status < 300 and decode_error is None:
+            return None, status, data
+        code, msg = error_fields(data)
+        if status == 429:
+            return _Failure(FetchError(FetchErrorKind.HTTP_ERROR,
+                                       f"throttled: HTTP 429 {code or THROTTLED_CODE}",
+                                       status=429, error_code=code or THROTTLED_CODE),
+                            retry=True,
+                            retry_after=_retry_after(answer.headers.get("Retry-After"))
+                            ), status, None
+        if status in (401, 403):
+            # 401: the signature did not verify. 403: it did, but this identity may
+            # not read this project's jobs.
+            hint = (
+                "check HUAWEICLOUD_SDK_AK/SK, the security token, and that this "
+                "machine's clock is right (X-Sdk-Date must be within 15 minutes)"
+                if status == 401 else
+                "check that drs.project_id is the project of drs.region and that "
+                "the IAM user or agency may read DRS jobs (e.g. DRS ReadOnlyAccess)")
+            refused = "authentication refused" if status == 401 else "access denied"
+            return _Failure(FetchError(
+                FetchErrorKind.AUTH,
+                f"{refused}: HTTP {status} {code or ''} {msg or ''}".strip() + f"; {hint}",
+                status=status, error_code=code), retry=False), status, None
+        if 300 <= status < 400:
+            # Never followed: it would re-send the signed request to wherever it points.
+            location = answer.headers.get("Location")
+            target = (urlsplit(urljoin(url, location)).netloc or "an unnamed address"
+                      if location else "no Location given")
+            return _Failure(FetchError(
+                FetchErrorKind.HTTP_ERROR,
+                f"HTTP {status} redirect to {logs.redact(target)[:100]}, not followed; "
+                "drs.endpoint must be the service's own address", status=status),
+                retry=False), status, None
+        if 200 <= status < 300:
+            return _Failure(FetchError(FetchErrorKind.MALFORMED,
+                                       f"answer is not the documented JSON: {decode_error}",
+                                       status=status), retry=True), status, None
+        if status >= 500:
+            detail = code or (decode_error and "non-JSON body") or ""
+            return _Failure(FetchError(FetchErrorKind.HTTP_ERROR,
+                                       f"server error: HTTP {status} {detail}".strip(),
+                                       status=status, error_code=code), retry=True), status, None
+        return _Failure(FetchError(
+            FetchErrorKind.NOT_FOUND if code == NOT_FOUND_CODE else FetchErrorKind.HTTP_ERROR,
+            f"HTTP {status} {code or ''}: {msg or 'no error message'}",
+            status=status, error_code=code), retry=False), status, None
 
     def _send(self, method: str, url: str, payload: bytes, headers: dict[str, str],
-              timeout: tuple[float, float]) -> tuple[int, Any, bytes]:
-        import urllib3
-
+              deadline: float) -> wire.Answer:
         pool = self._pool_cache.get(self._drs.endpoint)
         if pool is None:
-            pool = self._pool_cache[self._drs.endpoint] = self._pool(url)
-        response = pool.urlopen(
-            method, url[len(self._drs.endpoint):], body=payload or None, headers=headers,
-            retries=False, redirect=False, preload_content=False, assert_same_host=False,
-            timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
-        try:
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
-                raise RequestFailed(FetchError(
-                    FetchErrorKind.MALFORMED,
-                    f"answer of {int(declared) >> 20} MB is larger than the "
-                    f"{MAX_ANSWER_BYTES >> 20} MB limit", status=response.status))
-            content = response.read(MAX_ANSWER_BYTES + 1, decode_content=True)
-            if len(content) > MAX_ANSWER_BYTES:
-                raise RequestFailed(FetchError(
-                    FetchErrorKind.MALFORMED,
-                    f"answer is larger than the {MAX_ANSWER_BYTES >> 20} MB limit",
-                    status=response.status))
-        except BaseException:
-            response.drain_conn()
-            response.release_conn()
-            raise
-        response.release_conn()
-        return response.status, response.headers, bytes(content)
+            pool = self._pool_cache[self._drs.endpoint] = wire.pool_for(self._session, url)
+        return wire.send(pool, method, url[len(self._drs.endpoint):], body=payload,
+                         headers=headers, host=self._host,
+                         connect_timeout=self._drs.connect_timeout,
+                         read_timeout=self._drs.read_timeout, deadline=deadline,
+                         max_bytes=MAX_ANSWER_BYTES)
 
     def _backoff(self, attempt: int) -> float:
         # Full jitter: spreads retries of many workers instead of synchronising them.
@@ -313,8 +340,8 @@ class DrsClient:
     def compare_progress(self, job_id: str, compare_job_id: str, *,
                          deadline: float | None = None) -> CompareReading:
         """GET /v5/{project_id}/jobs/{job_id}/compare-progress/{compare_job_id}."""
-        path = (f"/v5/{self._drs.project_id}/jobs/{quote(job_id)}/compare-progress/"
-                f"{quote(compare_job_id)}")
+        path = (f"/v5/{self._drs.project_id}/jobs/{_segment(job_id)}/compare-progress/"
+                f"{_segment(compare_job_id)}")
         try:
             data = self.call("GET", path, deadline=deadline)
         except RequestFailed as e:
@@ -328,30 +355,41 @@ class DrsClient:
         return CompareReading(compare_job_id, progress=progress)
 
     def list_jobs(self, discovery: DiscoveryConfig, *, deadline: float | None = None
-                  ) -> list[tuple[str, str | None]]:
-        """GET /v5/{project_id}/jobs, every page: (id, name) of each job."""
+                  ) -> tuple[list[tuple[str, str | None]], list[str]]:
+        """GET /v5/{project_id}/jobs, every page: (id, name) of each job, and the listed
+        ids that are not DRS job ids (they would go into signed request paths)."""
         found: list[tuple[str, str | None]] = []
+        rejected: list[str] = []
         for item in self._pages(f"/v5/{self._drs.project_id}/jobs", "jobs", "total_count",
                                 extra=_discovery_query(discovery), deadline=deadline):
             if isinstance(item, dict) and isinstance(item.get("id"), str):
+                if not JOB_ID_RE.match(item["id"]):
+                    rejected.append(item["id"])
+                    continue
                 name = item.get("name")
                 found.append((item["id"], name if isinstance(name, str) else None))
-        return found
+        return found, rejected
 
-    def list_compare_jobs(self, job_id: str, *, deadline: float | None = None) -> list[str]:
-        """GET /v3/{project_id}/jobs/{job_id}/table/compare: the comparisons worth asking."""
-        ids = []
-        for item in self._pages(f"/v3/{self._drs.project_id}/jobs/{quote(job_id)}/table/compare",
-                                "compare_jobs", "count", deadline=deadline):
+    def list_compare_jobs(self, job_id: str, *, deadline: float | None = None
+                          ) -> tuple[list[str], list[str]]:
+        """GET /v3/{project_id}/jobs/{job_id}/table/compare: the comparisons worth asking,
+        and the listed ids that are not DRS ids."""
+        ids: list[str] = []
+        rejected: list[str] = []
+        for item in self._pages(f"/v3/{self._drs.project_id}/jobs/{_segment(job_id)}"
+                                "/table/compare", "compare_jobs", "count", deadline=deadline):
             if (isinstance(item, dict) and isinstance(item.get("id"), str)
                     and item.get("status") not in _IDLE_COMPARE_STATES):
-                ids.append(item["id"])
-        return ids
+                if JOB_ID_RE.match(item["id"]):
+                    ids.append(item["id"])
+                else:
+                    rejected.append(item["id"])
+        return ids, rejected
 
     def _pages(self, path: str, key: str, total_key: str, *,
                extra: Sequence[tuple[str, Any]] = (), deadline: float | None) -> Iterator[Any]:
         offset = 0
-        while True:
+        for _ in range(MAX_PAGES):
             data = self.call("GET", path, query=[*extra, ("limit", PAGE_SIZE),
                                                  ("offset", offset)], deadline=deadline)
             items = data.get(key) if isinstance(data, dict) else None
@@ -363,6 +401,9 @@ class DrsClient:
             total = data.get(total_key)
             if not items or (isinstance(total, int) and offset >= total):
                 return
+        # A listing that never ends is broken, not a fleet of a million jobs.
+        raise RequestFailed(FetchError(FetchErrorKind.MALFORMED,
+                                       f"listing goes on past {MAX_PAGES} pages"))
 
     # -- one run's fetch -----------------------------------------------------------------
 
@@ -378,8 +419,12 @@ class DrsClient:
         targets = [_Target(j.id, j.name, j.compare_jobs, j.auto_compare) for j in jobs]
         if discovery.enabled:
             try:
+                listed, rejected = self.list_jobs(discovery, deadline=deadline)
                 targets = [_Target(job_id, name, (), discovery.compare_jobs_auto)
-                           for job_id, name in self.list_jobs(discovery, deadline=deadline)]
+                           for job_id, name in listed]
+                if rejected:
+                    errors.append(f"job discovery skipped {len(rejected)} listed id(s) that "
+                                  f"are not DRS job ids: {_rejected_ids(rejected)}")
             except RequestFailed as e:
                 budget_cut = e.error.kind is FetchErrorKind.SKIPPED
                 errors.append(f"job discovery failed: {e.error.message}")
@@ -449,7 +494,7 @@ class DrsClient:
 
             def auto_task(job_id: str) -> Callable[[], None]:
                 try:
-                    ids = self.list_compare_jobs(job_id, deadline=deadline)
+                    ids, rejected = self.list_compare_jobs(job_id, deadline=deadline)
                 except RequestFailed as e:
                     error = e.error
 
@@ -461,6 +506,10 @@ class DrsClient:
                     return record_failure
 
                 def record() -> None:
+                    if rejected:
+                        errors.append(f"listing the comparisons of job {job_id} skipped "
+                                      f"{len(rejected)} id(s) that are not DRS ids: "
+                                      f"{_rejected_ids(rejected)}")
                     for compare_id in ids:
                         if compare_id not in compare_order[job_id]:
                             compare_order[job_id].append(compare_id)
@@ -507,17 +556,6 @@ def _discovery_query(discovery: DiscoveryConfig) -> list[tuple[str, Any]]:
     return query
 
 
-def _decode(content: bytes) -> tuple[Any, str | None]:
-    if not content:
-        return None, "empty body"
-    try:
-        return json.loads(content), None
-    except (ValueError, UnicodeDecodeError):
-        head = content[:40].decode("utf-8", "replace").strip()
-        kind = "an HTML page" if head.lower().startswith(("<!doctype", "<html")) else "not JSON"
-        return None, kind
-
-
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -533,5 +571,15 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _short(text: str) -> str:
-    return text[:200]
+def _segment(value: str) -> str:
+    """One path segment: nothing in it may act as a separator or a `..` step."""
+    return quote(value, safe="")
+
+
+def _rejected_ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(repr(_short(i, 40)) for i in ids[:3])
+    return shown + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text[:limit]

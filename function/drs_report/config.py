@@ -561,6 +561,17 @@ def _resolve_sqlite_url(url: str, base_dir: Path) -> str:
     return url
 
 
+def _check_url_password(url: str, key: str) -> None:
+    """An '@' in the password ends it early: the rest would be read as the host, and the
+    database driver's error would print it. Refused, and nothing of the URL is shown."""
+    # SQLAlchemy's own reading: the password runs to the first '@', the host to '/:?'.
+    match = re.match(r"^[\w+]+://[^:/]*:[^@]*@([^/:?]*)", url)
+    if match and "@" in match.group(1):
+        raise ConfigError(key, "the password holds an '@' that is not percent-encoded; "
+                               "write it as %40 (and '%' as %25), e.g. "
+                               "postgresql+psycopg://USER:PA%40SS@HOST/DB")
+
+
 def _parse_store(r: _Reader, base_dir: Path, *, region: str = "cn-north-4",
                  in_functiongraph: bool = False) -> StoreConfig:
     r.check_unknown(_SECTION_KEYS["store"])
@@ -569,6 +580,7 @@ def _parse_store(r: _Reader, base_dir: Path, *, region: str = "cn-north-4",
     if not re.match(r"^(sqlite|postgresql)(\+[a-z0-9]+)?://", url):
         raise ConfigError(r.key("url"), "expected sqlite:///FILE or "
                                         "postgresql+psycopg://USER:PASSWORD@HOST/DB")
+    _check_url_password(url, r.key("url"))
     sync = r.string("sync")
     ephemeral = r.boolean("ephemeral", False)
     sqlite = url.startswith("sqlite")

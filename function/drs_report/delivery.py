@@ -5,11 +5,13 @@
     alert   only when the set of problems changes (new, escalated, resolved), plus a reminder
             of unresolved CRITICAL problems every delivery.alert_reminder_hours
 
-Exactly once: each message has an idempotency key, claimed in the store before sending, so
-an overlapping or re-invoked run skips what another run sent or is sending. `force` sends
-again under a fresh key; `dry_run` renders and describes, sends and records nothing.
-Transient failures (DeliveryError.permanent False) are retried with backoff within the
-run's deadline; every attempt is recorded.
+At least once, folded: each message has an idempotency key, claimed in the store before
+sending, so an overlapping or re-invoked run skips what another run sent or is sending; a
+copy can still go out twice when a receiver took it without confirming, and every copy
+carries the key (Message-ID, Idempotency-Key) for receivers to fold. `force` sends again
+under a fresh key; `dry_run` renders and describes, sends and records nothing. Transient
+failures (DeliveryError.permanent False) are retried with backoff within the run's
+deadline, except after the whole message was handed over; every attempt is recorded.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ from drs_report.secrets import Credentials
 if TYPE_CHECKING:
     import requests
 
+    from drs_report.channels.base import Channel
     from drs_report.store import Store
 
 log = logs.get_logger("delivery")
+
+# The longest Retry-After a run waits for; a receiver asking for more is left to the next run.
+MAX_RETRY_AFTER = 60.0
 
 
 @dataclass
@@ -45,6 +51,9 @@ class Message:
     kind: str  # digest | alert
     changes: ProblemChanges | None = None
     language: str = "en-us"
+    # The delivery's idempotency key: the email's Message-ID and the webhooks'
+    # Idempotency-Key header are derived from it, so receivers can fold copies.
+    idempotency_key: str | None = None
 
 
 @dataclass
@@ -178,41 +187,95 @@ def _deliver_one(config: ChannelConfig, report: Report, rendered: Mapping[str, s
                                 now=now):
         outcome.reason = f"already sent or being sent by another run ({plan.key})"
         return outcome
-    max_attempts = settings.delivery.max_attempts
+    plan.message.idempotency_key = key
+    return _attempts(channel, plan, key, config, report, store, run_id, deadline=deadline,
+                     max_attempts=settings.delivery.max_attempts, outcome=outcome, now=now)
+
+
+def _attempts(channel: Channel, plan: _Plan, key: str, config: ChannelConfig, report: Report,
+              store: Store, run_id: int, *, deadline: float | None, max_attempts: int,
+              outcome: DeliveryOutcome, now: datetime) -> DeliveryOutcome:
+    """Send until it is delivered, refused for good, or out of attempts or time.
+
+    Every way out resolves the claim: `sent`, or released for a later run. Each attempt
+    has an absolute deadline (the channel's timeout, at most the time the run has left);
+    any exception ends the attempt as a failure, never leaving the claim held. A failure
+    after the whole message was handed over (the receiver took it, then no answer came)
+    is not retried in this run: the receiver may have it, and the next run's copy carries
+    the same idempotency key.
+    """
+    from drs_report.errors import StoreError
+
+    notes: list[str] = []
+
+    def record(attempt: int, ok: bool, permanent: bool, error: str | None) -> None:
+        try:
+            store.record_attempt(run_id=run_id, channel=config.name, channel_type=config.type,
+                                 mode=config.mode, idempotency_key=key, attempt=attempt,
+                                 ok=ok, permanent=permanent, error=error,
+                                 at=datetime.now(timezone.utc))
+        except StoreError as e:
+            notes.append(f"attempt {attempt} not recorded: {e}")
+
     attempt = 0
     while True:
         attempt += 1
+        failure: DeliveryError | None = None
         try:
-            channel.send(plan.message)
+            channel.send(plan.message, deadline=channel.attempt_deadline(deadline))
         except DeliveryError as e:
-            message = logs.redact(str(e))
-            store.record_attempt(run_id=run_id, channel=config.name, channel_type=config.type,
-                                 mode=config.mode, idempotency_key=key, attempt=attempt,
-                                 ok=False, permanent=e.permanent, error=message,
-                                 at=datetime.now(timezone.utc))
-            delay = _backoff(attempt, getattr(e, "retry_after", None))
-            out_of_time = deadline is not None and time.monotonic() + delay >= deadline
-            if e.permanent or attempt >= max_attempts or out_of_time:
-                store.finish_delivery(key, sent=False, now=now)
-                outcome.status, outcome.attempts = "failed", attempt
-                outcome.reason = message + ("" if e.permanent else
-                                            f" (gave up after {attempt} attempts)")
-                return outcome
+            failure = e
+        except Exception as e:  # unclassified (a library's own error, a bug): still an outcome
+            log.debug("channel %s: unexpected error", config.name, exc_info=True)
+            failure = DeliveryError(f"unexpected {type(e).__name__}: "
+                                    f"{' '.join(logs.redact(str(e)).split())[:200]}",
+                                    permanent=True)
+        if failure is None:
+            record(attempt, True, False, None)
+            try:
+                store.finish_delivery(key, sent=True, now=now, fingerprint=plan.fingerprint,
+                                      problems=plan.problems or tuple(
+                                          f"{k}={v}"
+                                          for k, v in sorted(report.problem_map().items())))
+            except StoreError as e:
+                notes.append(f"but marking it sent failed ({e}); once its claim's lease ends "
+                             "another run may send it again, with the same idempotency key")
+            outcome.status, outcome.attempts = "sent", attempt
+            outcome.reason = "; ".join([f"{plan.message.kind} delivered", *notes])
+            return outcome
+        message = logs.redact(str(failure))
+        record(attempt, False, failure.permanent, message)
+        retry_after = getattr(failure, "retry_after", None)
+        delay = _backoff(attempt, retry_after)
+        handed_over = bool(getattr(failure, "handed_over", False))
+        why = ""
+        if failure.permanent:
+            pass
+        elif handed_over:
+            why = (" (the receiver took the whole message but did not confirm it; not "
+                   "retried in this run so it is not sent twice: the next run tries again "
+                   "with the same idempotency key)")
+        elif retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            why = (f" (the receiver asks to wait {retry_after:.0f}s, more than the "
+                   f"{MAX_RETRY_AFTER:.0f}s a run waits; the next run tries again)")
+        elif attempt >= max_attempts:
+            why = f" (gave up after {attempt} attempts)"
+        elif deadline is not None and time.monotonic() + delay >= deadline:
+            why = f" (gave up after {attempt} attempts: the run's time ran out)"
+        else:
             time.sleep(delay)
             continue
-        store.record_attempt(run_id=run_id, channel=config.name, channel_type=config.type,
-                             mode=config.mode, idempotency_key=key, attempt=attempt, ok=True,
-                             permanent=False, error=None, at=datetime.now(timezone.utc))
-        store.finish_delivery(key, sent=True, now=now, fingerprint=plan.fingerprint,
-                              problems=plan.problems or tuple(
-                                  f"{k}={v}" for k, v in sorted(report.problem_map().items())))
-        outcome.status, outcome.attempts = "sent", attempt
-        outcome.reason = f"{plan.message.kind} delivered"
+        try:
+            store.finish_delivery(key, sent=False, now=now)
+        except StoreError as e:
+            notes.append(f"its claim could not be released ({e}); it expires after its lease")
+        outcome.status, outcome.attempts = "failed", attempt
+        outcome.reason = "; ".join([message + why, *notes])
         return outcome
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
-        return min(float(retry_after), 60.0)
+        return min(float(retry_after), MAX_RETRY_AFTER)
     ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
     return random.uniform(ceiling / 2, ceiling)

@@ -50,6 +50,11 @@ def redact(text: str) -> str:
     return _redactor(text)
 
 
+def may_hide_secret(content: bytes) -> bool:
+    """Whether a body from outside could carry a registered secret once decoded."""
+    return _redactor.may_hide_in(content)
+
+
 def install(handler: logging.Handler) -> None:
     """Attach the redacting filter to a handler (handlers, not loggers, see every record)."""
     if _filter not in handler.filters:

@@ -81,16 +81,33 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._needles: tuple[bytes, ...] = ()
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         # Very short values would mask ordinary words; real keys and tokens are long.
-        self._secrets.update(s for s in secrets if s and len(s) >= 6)
-        if self._secrets:
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        new = {s for s in secrets if s and len(s) >= 6} - self._secrets
+        if not new:
+            return  # every run registers the same values again: nothing to recompile
+        self._secrets.update(new)
+        ordered = sorted(self._secrets, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        self._needles = tuple(s.encode("utf-8") for s in ordered)
 
     def __call__(self, text: str) -> str:
         if self._pattern is None:
             return text
         return self._pattern.sub("***", text)
+
+    def may_hide_in(self, content: bytes) -> bool:
+        """Whether decoding `content` could yield a registered secret.
+
+        A plain substring search (C speed) decides for bodies without escapes; a backslash
+        (JSON's \\/ or \\u0041 can spell a secret differently) or a NUL byte (UTF-16/32
+        text) means only the decoded strings can tell, so the answer is yes.
+        """
+        if not self._needles:
+            return False
+        if b"\\" in content or b"\x00" in content:
+            return True
+        return any(needle in content for needle in self._needles)

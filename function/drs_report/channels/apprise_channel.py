@@ -35,7 +35,8 @@ class AppriseChannel(Channel):
                            max_bytes=int(self.options["max_bytes"]), changes=message.changes,
                            language=message.language, settings=self.settings).encode()
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
+        # Apprise makes its own requests: its own timeouts bound them, not `deadline`.
         import apprise
 
         notifier = apprise.Apprise()

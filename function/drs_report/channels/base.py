@@ -1,14 +1,23 @@
-"""What every channel shares: settings, an HTTP session, rate limits, error classification."""
+"""What every channel shares: settings, an HTTP session, rate limits, error classification.
+
+Every HTTP send ends by the attempt's deadline (wire.py), follows no redirect (a 3xx is a
+permanent failure naming where it pointed: following it would hand the message, and for SMN
+the signed request, to another host), and carries an `Idempotency-Key` header derived from
+the delivery's idempotency key, the same on every retry and every run, so receivers that
+keep them fold copies.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-from drs_report import logs
+from drs_report import logs, wire
+from drs_report.answers import decode_text
 from drs_report.config import ChannelConfig, Settings
 from drs_report.errors import DeliveryError
 from drs_report.secrets import Credentials, Secret
@@ -21,12 +30,18 @@ if TYPE_CHECKING:
 log = logs.get_logger("channels")
 
 MAX_RESPONSE_BYTES = 1 << 20
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class TransientError(DeliveryError):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    """Trying again may help. `handed_over`: the whole message had been written when the
+    failure came (a timeout waiting for the answer), so the receiver may have it."""
+
+    def __init__(self, message: str, retry_after: float | None = None, *,
+                 handed_over: bool = False) -> None:
         super().__init__(message, permanent=False)
         self.retry_after = retry_after
+        self.handed_over = handed_over
 
 
 class PermanentError(DeliveryError):
@@ -36,6 +51,12 @@ class PermanentError(DeliveryError):
 
 def reveal(value: Any) -> str:
     return value.reveal() if isinstance(value, Secret) else str(value)
+
+
+def idempotency_id(key: str) -> str:
+    """The delivery's idempotency key as receivers see it (it names the channel; this does
+    not): stable across retries and runs, different for every message."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def masked_url(value: Any) -> str:
@@ -52,7 +73,9 @@ class RateLimiter:
     _lock = threading.Lock()
 
     @classmethod
-    def wait(cls, destination: str, count: int, per: float) -> None:
+    def wait(cls, destination: str, count: int, per: float,
+             deadline: float | None = None) -> bool:
+        """Wait for a turn; False if it would come after `deadline`."""
         while True:
             with cls._lock:
                 window = cls._windows[destination]
@@ -61,8 +84,10 @@ class RateLimiter:
                     window.popleft()
                 if len(window) < count:
                     window.append(now)
-                    return
+                    return True
                 delay = window[0] + per - now
+            if deadline is not None and now + delay >= deadline:
+                return False
             time.sleep(max(delay, 0.001))
 
 
@@ -95,8 +120,23 @@ class Channel:
     def payload_bytes(self, message: Message) -> bytes:
         raise NotImplementedError
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
+        """Deliver `message`, done by `deadline` (time.monotonic()), or raise DeliveryError."""
         raise NotImplementedError
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one attempt may take, whatever the other side does."""
+        return float(self.options.get("timeout") or 10.0)
+
+    def attempt_deadline(self, deadline: float | None) -> float:
+        until = time.monotonic() + self.timeout
+        return until if deadline is None else min(until, deadline)
+
+    @staticmethod
+    def idempotency_headers(message: Message) -> dict[str, str]:
+        key = message.idempotency_key
+        return {IDEMPOTENCY_HEADER: idempotency_id(key)} if key else {}
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -109,39 +149,45 @@ class Channel:
             self._session.trust_env = False
         return self._session
 
-    def post(self, url: str, body: bytes, *, headers: dict[str, str] | None = None
-             ) -> tuple[int, bytes]:
-        """POST and classify: 429/5xx/network transient, other 4xx permanent."""
-        import requests
-
+    def post(self, url: str, body: bytes, *, headers: dict[str, str] | None = None,
+             deadline: float | None = None) -> tuple[int, bytes]:
+        """POST and classify: 429/5xx/network transient; other 4xx, 3xx permanent."""
+        until = self.attempt_deadline(deadline)
+        where = masked_url(url)
         if self.RATE_LIMIT is not None:
-            RateLimiter.wait(masked_url(url) + reveal(url)[-12:], *self.RATE_LIMIT)
-        timeout = float(self.options.get("timeout") or 10.0)
-        verify = self.options.get("verify_tls", True)
+            count, per = self.RATE_LIMIT
+            if not RateLimiter.wait(where + reveal(url)[-12:], count, per, until):
+                raise TransientError(f"{where} takes {count} messages per {per:g}s; no "
+                                     "turn came before the attempt's deadline")
+        parts = urlsplit(url)
+        timeout = self.timeout
         try:
-            response = self.session.post(
-                url, data=body, timeout=timeout, stream=True, verify=verify,
-                headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})})
-            try:
-                content = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True)
-            finally:
-                response.close()
-        except requests.Timeout:
-            raise TransientError(f"no answer from {masked_url(url)} within {timeout:g}s") from None
-        except requests.RequestException as e:
-            raise TransientError(f"cannot reach {masked_url(url)}: {type(e).__name__}") from None
-        status = response.status_code
+            answer = wire.send(
+                wire.pool_for(self.session, url), "POST",
+                (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body=body,
+                headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
+                host=where, connect_timeout=timeout, read_timeout=timeout, deadline=until,
+                max_bytes=MAX_RESPONSE_BYTES)
+        except wire.WireError as e:
+            if e.transient:
+                raise TransientError(str(e), handed_over=e.handed_over) from None
+            raise PermanentError(str(e) + ("; set verify_tls only on SMTP channels, use a "
+                                           "certificate the system trusts"
+                                           if e.kind == "tls_untrusted" else "")) from None
+        status = answer.status
+        if 300 <= status < 400:
+            location = answer.headers.get("Location")
+            target = (urlsplit(urljoin(url, location)).hostname or "an unnamed address"
+                      if location else "no Location given")
+            raise PermanentError(f"HTTP {status} from {where}: a redirect to "
+                                 f"{logs.redact(target)[:100]}, not followed (it would send "
+                                 "the message there); check the channel's url")
         if status == 429 or status >= 500:
-            retry_after = response.headers.get("Retry-After")
+            retry_after = answer.headers.get("Retry-After")
             raise TransientError(
-                f"HTTP {status} from {masked_url(url)}",
+                f"HTTP {status} from {where}",
                 retry_after=float(retry_after) if retry_after and retry_after.replace(
                     ".", "", 1).isdigit() else None)
         if status >= 400:
-            raise PermanentError(f"HTTP {status} from {masked_url(url)}: "
-                                 f"{_snippet(content)}")
-        return status, bytes(content)
-
-
-def _snippet(content: bytes) -> str:
-    return " ".join(content[:200].decode("utf-8", "replace").split())
+            raise PermanentError(f"HTTP {status} from {where}: {decode_text(answer.body)}")
+        return status, answer.body

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from drs_report.analysis import Health
+from drs_report.answers import MalformedAnswer, decode_json, decode_text
 from drs_report.channels.base import Channel, PermanentError, TransientError, reveal
 from drs_report.delivery import Message
 from drs_report.render import render_chat, render_subject
@@ -26,11 +27,17 @@ def _dumps(data: Any) -> bytes:
 
 
 def _answer(content: bytes) -> dict[str, Any]:
+    """The vendor's JSON answer (depth-bounded, secrets masked), {} if it is none."""
     try:
-        data = json.loads(content or b"{}")
-    except ValueError:
+        data = decode_json(content)
+    except MalformedAnswer:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _said(value: Any) -> str:
+    """A field of a vendor's answer, for an error message: short, one line."""
+    return " ".join(str(value).split())[:200]
 
 
 def _require_errcode_zero(vendor: str, content: bytes, transient: frozenset[int]) -> None:
@@ -38,8 +45,8 @@ def _require_errcode_zero(vendor: str, content: bytes, transient: frozenset[int]
     answer = _answer(content)
     code = answer.get("errcode")
     if code != 0:
-        text = f"{vendor} answered errcode {code}: {answer.get('errmsg')}"
-        if code in transient:
+        text = f"{vendor} answered errcode {_said(code)}: {_said(answer.get('errmsg'))}"
+        if isinstance(code, int) and code in transient:  # a list or dict is no code
             raise TransientError(text)
         raise PermanentError(text)
 
@@ -73,11 +80,12 @@ class SlackChannel(_ChatChannel):
         return _dumps({"text": self.subject(message), "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}}]})
 
-    def send(self, message: Message) -> None:
-        _, content = self.post(reveal(self.options["url"]), self.payload_bytes(message))
-        answer = content.decode("utf-8", "replace").strip()
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
+        _, content = self.post(reveal(self.options["url"]), self.payload_bytes(message),
+                               headers=self.idempotency_headers(message), deadline=deadline)
+        answer = decode_text(content, 120)
         if answer != "ok":
-            raise PermanentError(f"Slack answered {answer[:120]!r} instead of 'ok'")
+            raise PermanentError(f"Slack answered {answer!r} instead of 'ok'")
 
 
 class TeamsChannel(_ChatChannel):
@@ -100,8 +108,9 @@ class TeamsChannel(_ChatChannel):
             {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
              "content": card}]})
 
-    def send(self, message: Message) -> None:
-        self.post(reveal(self.options["url"]), self.payload_bytes(message))
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
+        self.post(reveal(self.options["url"]), self.payload_bytes(message),
+                  headers=self.idempotency_headers(message), deadline=deadline)
 
 
 class FeishuChannel(_ChatChannel):
@@ -137,14 +146,15 @@ class FeishuChannel(_ChatChannel):
                 hmac.new(key, b"", hashlib.sha256).digest()).decode()
         return _dumps(body)
 
-    def send(self, message: Message) -> None:
-        _, content = self.post(reveal(self.options["url"]), self.payload_bytes(message))
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
+        _, content = self.post(reveal(self.options["url"]), self.payload_bytes(message),
+                               headers=self.idempotency_headers(message), deadline=deadline)
         answer = _answer(content)
         code = answer.get("code", answer.get("StatusCode"))
         if code != 0:
             said = answer.get("msg") or answer.get("StatusMessage")
-            text = f"Feishu answered code {code}: {said}"
-            if code in self._TRANSIENT_CODES:
+            text = f"Feishu answered code {_said(code)}: {_said(said)}"
+            if isinstance(code, int) and code in self._TRANSIENT_CODES:
                 raise TransientError(text)
             raise PermanentError(text)
 
@@ -176,8 +186,9 @@ class DingTalkChannel(_ChatChannel):
                        "markdown": {"title": self.subject(message), "text": self.text(message)},
                        "at": {"isAtAll": False}})
 
-    def send(self, message: Message) -> None:
-        _, content = self.post(self.signed_url(), self.payload_bytes(message))
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
+        _, content = self.post(self.signed_url(), self.payload_bytes(message),
+                               headers=self.idempotency_headers(message), deadline=deadline)
         _require_errcode_zero("DingTalk", content, self._TRANSIENT_CODES)
 
 
@@ -192,6 +203,7 @@ class WeComChannel(_ChatChannel):
     def payload_bytes(self, message: Message) -> bytes:
         return _dumps({"msgtype": "markdown", "markdown": {"content": self.text(message)}})
 
-    def send(self, message: Message) -> None:
-        _, content = self.post(reveal(self.options["url"]), self.payload_bytes(message))
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
+        _, content = self.post(reveal(self.options["url"]), self.payload_bytes(message),
+                               headers=self.idempotency_headers(message), deadline=deadline)
         _require_errcode_zero("WeCom", content, self._TRANSIENT_CODES)

@@ -11,6 +11,7 @@ import json
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from drs_report.answers import MalformedAnswer, decode_json
 from drs_report.channels.base import Channel, PermanentError, TransientError
 from drs_report.delivery import Message
 from drs_report.errors import ConfigError
@@ -70,7 +71,7 @@ class SmnChannel(Channel):
                            "message_structure": json.dumps(structure, ensure_ascii=False)},
                           ensure_ascii=False).encode()
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
         if self.credentials is None:
             raise PermanentError("SMN needs credentials (HUAWEICLOUD_SDK_AK/SK or the "
                                  "function's agency)")
@@ -78,12 +79,14 @@ class SmnChannel(Channel):
         project = self.options.get("project_id") or self.settings.drs.project_id
         signer = RequestSigner(self.credentials, str(project))
         headers = signer.sign("POST", self.url,
-                              headers={"Content-Type": "application/json;charset=UTF-8"},
+                              headers={"Content-Type": "application/json;charset=UTF-8",
+                                       **self.idempotency_headers(message)},
                               body=body)
-        _, content = self.post(self.url, body, headers=headers)
+        _, content = self.post(self.url, body, headers=headers, deadline=deadline)
         try:
-            answer = json.loads(content or b"{}")
-        except ValueError:
-            raise TransientError("SMN answered a body that is not JSON") from None
+            answer = decode_json(content)
+        except MalformedAnswer as e:
+            raise TransientError(f"SMN answered a body that is not usable JSON ({e})") from None
         if not isinstance(answer, dict) or "message_id" not in answer:
-            raise PermanentError(f"SMN did not confirm the publish: {str(answer)[:200]}")
+            shown = json.dumps(answer, ensure_ascii=False)[:200]
+            raise PermanentError(f"SMN did not confirm the publish: {shown}")

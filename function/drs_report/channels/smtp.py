@@ -4,24 +4,66 @@ A digest carries the HTML report (and, when the HTML was summarised to stay unde
 clients' clipping size, the full report as an attachment); an alert carries the alert text.
 SMTP 4xx replies and connection problems are transient; 5xx and authentication failures
 are permanent.
+
+An attempt ends by its deadline whatever the relay does (a stalled greeting, a reply
+dripping a byte at a time): its socket is under the watchdog of wire.py. The Message-ID is
+derived from the delivery's idempotency key, so a copy sent again (after a relay that took
+the message and then fell silent, or a run killed during DATA) is the same message to mail
+clients and archives, which fold it.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import smtplib
+import socket
 import ssl
+import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, ClassVar
 
-from drs_report import logs
-from drs_report.channels.base import Channel, PermanentError, TransientError, reveal
+from drs_report import logs, wire
+from drs_report.channels.base import (
+    Channel,
+    PermanentError,
+    TransientError,
+    idempotency_id,
+    reveal,
+)
 from drs_report.config import ChannelConfig
 from drs_report.delivery import Message
 from drs_report.errors import ConfigError
 from drs_report.render import render_chat, render_subject
 
 log = logs.get_logger("channels.smtp")
+
+_END_OF_DATA = b"\r\n.\r\n"
+
+
+class _WatchedSMTP(smtplib.SMTP):
+    """smtplib.SMTP whose socket obeys the attempt's deadline, and which knows when the
+    whole message has been written (the end-of-data line)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        wire.attach(sock)
+        return sock
+
+    def send(self, s: Any) -> None:
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(_END_OF_DATA):
+            wire.handed_over()
+
+
+class _WatchedSMTPSSL(_WatchedSMTP, smtplib.SMTP_SSL):
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # The plain socket goes under the deadline before the TLS handshake, which a
+        # stalling server can drag out too.
+        raw: socket.socket = smtplib.SMTP._get_socket(self, host, port, timeout)  # type: ignore[attr-defined]
+        wire.attach(raw)
+        return self.context.wrap_socket(raw, server_hostname=self._host)  # type: ignore[attr-defined]
 
 
 class SmtpChannel(Channel):
@@ -64,6 +106,10 @@ class SmtpChannel(Channel):
 
     def __init__(self, config: ChannelConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
+        if self.options.get("username") and self.options.get("password") is not None:
+            # AUTH PLAIN sends this; a relay quoting it back must not show it either.
+            plain = f"\0{self.options['username']}\0{reveal(self.options['password'])}"
+            logs.add_secrets([base64.b64encode(plain.encode()).decode()])
         if not self.options.get("verify_tls", True):
             log.warning("channel %s: TLS certificate verification is OFF (verify_tls = false)",
                         config.name)
@@ -87,7 +133,9 @@ class SmtpChannel(Channel):
             mail["Cc"] = ", ".join(reveal(a) for a in self.options["cc"])
         mail["Date"] = formatdate(usegmt=True)
         domain = str(self.options["from"]).rsplit("@", 1)[-1].strip("> ")
-        mail["Message-ID"] = make_msgid("drs-report", domain=domain)
+        key = message.idempotency_key
+        mail["Message-ID"] = (f"<{idempotency_id(key)}.drs-report@{domain}>" if key
+                              else make_msgid("drs-report", domain=domain))
         if message.kind == "alert":
             text = render_chat(report, dialect="markdown", max_bytes=64 * 1024,
                                changes=message.changes, language=message.language,
@@ -112,45 +160,67 @@ class SmtpChannel(Channel):
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
         mail = self.build(message)
         host, port = str(self.options["host"]), int(self.options["port"])
-        timeout = float(self.options["timeout"])
+        until = self.attempt_deadline(deadline)
         security = self.options["security"]
         recipients = [reveal(a) for a in [*self.options["to"], *self.options["cc"]]]
-        try:
-            smtp: smtplib.SMTP
-            if security == "ssl":
-                smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=self._tls_context())
-            else:
-                smtp = smtplib.SMTP(host, port, timeout=timeout)
-            with smtp:
+        smtp: smtplib.SMTP | None = None
+        with wire.watching(until) as watch:
+            try:
+                timeout = max(0.05, until - time.monotonic())
+                if security == "ssl":
+                    smtp = _WatchedSMTPSSL(host, port, timeout=timeout,
+                                           context=self._tls_context())
+                else:
+                    smtp = _WatchedSMTP(host, port, timeout=timeout)
                 if security == "starttls":
                     smtp.starttls(context=self._tls_context())
                     smtp.ehlo()
                 if self.options.get("username"):
                     smtp.login(str(self.options["username"]), reveal(self.options["password"]))
                 refused = smtp.send_message(mail, to_addrs=recipients)
-            if refused:
-                raise PermanentError(f"the server refused {len(refused)} recipient(s)")
-        except smtplib.SMTPAuthenticationError as e:
-            raise PermanentError(f"SMTP authentication failed ({e.smtp_code}); check the "
-                                 "username and password") from None
-        except smtplib.SMTPResponseException as e:
-            text = f"SMTP {e.smtp_code}: {_reply(e.smtp_error)}"
-            if 400 <= e.smtp_code < 500:
-                raise TransientError(text) from None
-            raise PermanentError(text) from None
-        except smtplib.SMTPRecipientsRefused as e:
-            raise PermanentError(f"all {len(e.recipients)} recipient(s) refused") from None
-        except ssl.SSLCertVerificationError as e:
-            raise PermanentError(f"TLS certificate of {host} not trusted: {e.verify_message}; "
-                                 "set ca_file, or verify_tls = false for a test relay") from None
-        except (smtplib.SMTPException, OSError) as e:
-            raise TransientError(f"cannot talk to {host}:{port}: {type(e).__name__}: "
-                                 f"{_reply(str(e))}") from None
+            except smtplib.SMTPAuthenticationError as e:
+                raise PermanentError(f"SMTP authentication failed ({e.smtp_code}); check the "
+                                     "username and password") from None
+            except smtplib.SMTPResponseException as e:
+                text = f"SMTP {e.smtp_code}: {_reply(e.smtp_error)}"
+                if 400 <= e.smtp_code < 500:
+                    raise TransientError(text) from None
+                raise PermanentError(text) from None
+            except smtplib.SMTPRecipientsRefused as e:
+                raise PermanentError(f"all {len(e.recipients)} recipient(s) refused") from None
+            except ssl.SSLCertVerificationError as e:
+                raise PermanentError(f"TLS certificate of {host} not trusted: "
+                                     f"{e.verify_message}; set ca_file, or verify_tls = false "
+                                     "for a test relay") from None
+            except (smtplib.SMTPException, OSError) as e:
+                where = f"{host}:{port}"
+                if watch.fired:
+                    text = f"no complete answer from {where} within {self.timeout:g}s"
+                else:
+                    text = str(wire.classify(e, where, connect_timeout=timeout,
+                                             read_timeout=timeout))
+                    if isinstance(e, smtplib.SMTPException):
+                        text += f" ({type(e).__name__}: {_reply(str(e))})"
+                raise TransientError(text, handed_over=watch.handed_over) from None
+            finally:
+                if smtp is not None and not watch.fired:
+                    _quit(smtp)
+                if smtp is not None:
+                    smtp.close()
+        if refused:
+            raise PermanentError(f"the server refused {len(refused)} recipient(s)")
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """QUIT politely; the message is sent or not by now, whatever the relay says to this."""
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        smtp.quit()
 
 
 def _reply(value: Any) -> str:
+    """A relay's words, one short line, secrets masked (relays quote what they were sent)."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return " ".join(text.split())[:200]
+    return logs.redact(" ".join(text.split()))[:200]

@@ -4,6 +4,9 @@ With a `secret`, two headers go along:
     X-DRS-Report-Timestamp: <unix seconds>
     X-DRS-Report-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
 A receiver recomputes the HMAC over the exact body bytes and rejects old timestamps.
+Every message also carries its delivery's `idempotency_key` (signed, in the body) and the
+same value in an `Idempotency-Key` header: equal on every retry and in every run that sends
+the same message again, so a receiver that remembers them keeps one copy.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import time
 from typing import Any, ClassVar
 
-from drs_report.channels.base import Channel, reveal
+from drs_report.channels.base import Channel, idempotency_id, reveal
 from drs_report.delivery import Message
 
 SIGNATURE_HEADER = "X-DRS-Report-Signature"
@@ -37,6 +40,8 @@ class WebhookChannel(Channel):
     def payload_bytes(self, message: Message) -> bytes:
         data = message.report.to_json()
         data["kind"] = message.kind
+        if message.idempotency_key:
+            data["idempotency_key"] = idempotency_id(message.idempotency_key)
         if message.changes is not None:
             data["alert"] = {
                 "new": [p.key for p in message.changes.new],
@@ -46,11 +51,12 @@ class WebhookChannel(Channel):
             }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, *, deadline: float | None = None) -> None:
         body = self.payload_bytes(message)
-        headers = {}
+        headers = self.idempotency_headers(message)
         secret = self.options.get("secret")
         if secret is not None:
             ts = int(time.time())
-            headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(reveal(secret), ts, body)}
-        self.post(reveal(self.options["url"]), body, headers=headers)
+            headers.update({TIMESTAMP_HEADER: str(ts),
+                            SIGNATURE_HEADER: sign(reveal(secret), ts, body)})
+        self.post(reveal(self.options["url"]), body, headers=headers, deadline=deadline)
