@@ -144,7 +144,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args.out)
     if command == "emulator":
-        from drs_report.emulator.server import serve
+        from drs_report.emulator.cli import serve
 
         return serve(host=args.host, port=args.port, ak=args.ak, sk=args.sk,
                      project_id=args.project_id, scenario=args.scenario)

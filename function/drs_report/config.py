@@ -634,7 +634,7 @@ def _wrap_secret(value: Any) -> Any:
 
 
 def _validate_channel_options(ctype: str, options: dict[str, Any], key: str) -> dict[str, Any]:
-    """Each channel type checks its own keys (channels/ owns them); imported only here."""
-    from drs_report.channels import validate_options
+    """Each channel type's keys are declared in channel_options, below config and channels."""
+    from drs_report.channel_options import validate_options
 
     return validate_options(ctype, options, key)

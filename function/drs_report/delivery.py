@@ -23,9 +23,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from drs_report import logs
-from drs_report.analysis import Health, ProblemChanges, Report, diff_problems
+from drs_report.analysis import Health, Report, diff_problems
 from drs_report.config import ChannelConfig, Settings
 from drs_report.errors import DeliveryError
+from drs_report.message import Message
 from drs_report.secrets import Credentials
 
 if TYPE_CHECKING:
@@ -34,17 +35,6 @@ if TYPE_CHECKING:
     from drs_report.store import Store
 
 log = logs.get_logger("delivery")
-
-
-@dataclass
-class Message:
-    """What a channel sends: the report, its renderings, and (for alerts) what changed."""
-
-    report: Report
-    rendered: Mapping[str, str]
-    kind: str  # digest | alert
-    changes: ProblemChanges | None = None
-    language: str = "en-us"
 
 
 @dataclass

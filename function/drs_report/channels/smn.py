@@ -8,11 +8,10 @@ entries, so email subscribers get the text report and SMS subscribers one line.
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
 from urllib.parse import quote
 
 from drs_report.channels.base import Channel, PermanentError, TransientError
-from drs_report.delivery import Message
+from drs_report.message import Message
 from drs_report.render import render_chat, render_subject
 from drs_report.signing import RequestSigner
 
@@ -21,15 +20,6 @@ SMS_MAX_CHARS = 480
 
 
 class SmnChannel(Channel):
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
-        "topic_urn": ("str", True, None),
-        "region": ("str", False, None),
-        "project_id": ("str", False, None),
-        "endpoint": ("url", False, None),
-        "timeout": ("float", False, 10.0),
-        "language": ("str", False, None),
-    }
-
     @property
     def endpoint(self) -> str:
         if self.options.get("endpoint"):

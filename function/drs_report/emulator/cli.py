@@ -1,0 +1,102 @@
+"""`drs-report emulator`: the DRS emulator as a server, until interrupted.
+
+At start it prints what a client needs and nothing it must guess: the URL, the project id,
+the access key it accepts (the secret key only when it is the built-in demo key, which opens
+nothing but this emulator; a real one is masked) and the job ids of its scenario.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from drs_report import environment
+from drs_report.emulator import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, Emulator
+from drs_report.emulator.scenario import Scenario, load_scenario
+from drs_report.errors import ConfigError
+
+MAX_LISTED_JOBS = 20
+
+
+def serve(*, host: str, port: int, ak: str | None, sk: str | None, project_id: str | None,
+          scenario: Path | None, elapsed: float = 0.0, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    if not 0 <= port <= 65535:
+        raise ConfigError("--port", f"{port} is not a TCP port; use 1-65535 (0 picks a free one)")
+    try:
+        fleet = load_scenario(scenario)
+    except OSError as e:
+        raise ConfigError("--scenario", f"cannot read {scenario}: {e.strerror or e}; "
+                          "give a scenario TOML file, or leave it out for the demo fleet"
+                          ) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        # TOML syntax errors are ValueErrors; wrong keys or shapes surface as the others.
+        raise ConfigError("--scenario", f"{scenario} is not a valid scenario: {e}; "
+                          "see scenarios/demo.toml in the package for the format") from None
+    key_source = "--ak/--sk" if ak or sk else None
+    ak = ak or os.environ.get(environment.AK) or None
+    sk = sk or os.environ.get(environment.SK) or None
+    if key_source is None and (ak or sk):
+        key_source = f"${environment.AK}/${environment.SK}"
+    if (ak is None) != (sk is None):
+        missing = "--sk" if sk is None else "--ak"
+        raise ConfigError(missing, "give the access key and the secret key together (--ak "
+                                   f"and --sk, or ${environment.AK} and ${environment.SK}), "
+                                   "or neither for the built-in demo key")
+    token = os.environ.get(environment.SECURITY_TOKEN) or None
+    emulator = Emulator(ak=ak or DEMO_AK, sk=sk or DEMO_SK,
+                        project_id=project_id or DEMO_PROJECT_ID, security_token=token,
+                        scenario=fleet, host=host, port=port, elapsed=elapsed)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        emulator.start()
+    except (OSError, OverflowError) as e:
+        reason = getattr(e, "strerror", None) or e
+        raise ConfigError("--port", f"cannot listen on {host}:{port}: {reason}; "
+                          "choose another --port (0 picks a free one) or --host") from None
+    try:
+        print(f"listening on {emulator.url}", file=out, flush=True)
+        describe(emulator, fleet, scenario=scenario, key_source=key_source,
+                 token=token is not None, out=out)
+        stop.wait()
+    finally:
+        emulator.stop()
+    print("stopped", file=sys.stderr)
+    return 0
+
+
+def describe(emulator: Emulator, fleet: Scenario, *, scenario: Path | None,
+             key_source: str | None, token: bool, out: TextIO) -> None:
+    """What the emulator accepts, as lines a client can copy."""
+    print(f"project id: {emulator.project_id}", file=out)
+    ak = next(iter(emulator.state.keys))
+    if key_source is None:
+        print("accepts the built-in demo key (it opens nothing but this emulator):", file=out)
+        print(f"  export {environment.AK}={ak}", file=out)
+        print(f"  export {environment.SK}={emulator.state.keys[ak]}", file=out)
+    else:
+        print(f"accepts access key {ak} with the secret key from {key_source} "
+              "(not shown)", file=out)
+    if token:
+        print(f"and requires the security token from ${environment.SECURITY_TOKEN} "
+              "(not shown)", file=out)
+    source = f"{scenario}" if scenario is not None else "the built-in demo fleet"
+    clock = f", clock at {emulator.elapsed / 60:g} min" if emulator.elapsed >= 1 else ""
+    print(f"scenario: {source}, {len(fleet.jobs)} jobs{clock}; job ids:", file=out)
+    for job in fleet.jobs[:MAX_LISTED_JOBS]:
+        comparisons = "".join(f"\n    comparison {c.id}" for c in job.comparisons)
+        print(f"  {job.id}  {job.name}{comparisons}", file=out)
+    if len(fleet.jobs) > MAX_LISTED_JOBS:
+        print(f"  and {len(fleet.jobs) - MAX_LISTED_JOBS} more "
+              f"(GET {emulator.url}/_emulator/state lists them all)", file=out)
+    out.flush()
