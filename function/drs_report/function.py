@@ -9,7 +9,8 @@ event as a manual, on-demand invocation (its own keys are read as overrides). Ov
     {"force": true}    {"dry_run": true}
 
 It never raises: every outcome is a JSON-serialisable summary with a `status` of "ok",
-"delivery_failed", "config_error" or "error", so the function's monitoring shows what
+"delivery_failed", "nothing_read" (no job could be read: keys, project or endpoint),
+"config_error" or "error", so the function's monitoring shows what
 happened and a bad configuration is not retried by the platform as if it were transient.
 """
 
@@ -277,7 +278,7 @@ def _run(event: Any, context: Any, environ: FunctionEnvironment, code_dir: Path 
                        force=invocation.force, dry_run=invocation.dry_run,
                        job_ids=invocation.job_ids, modes=invocation.modes)
     summary = result.summary()
-    summary["status"] = "delivery_failed" if result.delivery_failed else "ok"
+    summary["status"] = result.status  # ok, delivery_failed or nothing_read
     return summary
 
 
