@@ -27,3 +27,7 @@ FUNCTIONGRAPH_MARKERS = ("RUNTIME_FUNC_NAME", "RUNTIME_PROJECT_ID")
 
 # The tests' PostgreSQL server (documented in README); else 127.0.0.1:5432.
 TEST_POSTGRES_URL = "DRS_REPORT_TEST_POSTGRES_URL"
+
+# The test suite's own switches (README, Tests): fail instead of skipping; rewrite goldens.
+TEST_CI = "DRS_REPORT_CI"
+TEST_UPDATE_GOLDEN = "DRS_REPORT_UPDATE_GOLDEN"

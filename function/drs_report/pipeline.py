@@ -264,7 +264,8 @@ def run_cycle(
             store.close()
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a sqlite:///FILE URL (None for other databases and memory)."""
     match = re.match(r"^sqlite(\+\w+)?:///(?!:memory:)([^?]+)", url)
     return Path(match.group(2)) if match else None
 
@@ -278,7 +279,7 @@ def _open_for_dry_run(url: str) -> Store:
     from drs_report.store import Store
 
     store = Store.open(url)
-    path = _sqlite_file(store.url)
+    path = sqlite_file(store.url)
     if (path is None or path.is_file()) and store.current_revision() is not None:
         return store
     store.close()

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
@@ -22,11 +23,28 @@ from drs_report.errors import ConfigError
 MAX_LISTED_JOBS = 20
 
 
+def parse_start(text: str) -> datetime:
+    """'2026-11-21T08:00:00Z' (or any ISO 8601 time with a zone) -> an aware datetime."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise ConfigError("--start", f"{text!r} is not a time like 2026-11-21T08:00:00Z "
+                                     "(ISO 8601 with a zone)")
+    if value > datetime.now(timezone.utc):
+        raise ConfigError("--start", f"{text} is in the future; the scenario's minute 0 must "
+                                     "be now or earlier")
+    return value
+
+
 def serve(*, host: str, port: int, ak: str | None, sk: str | None, project_id: str | None,
-          scenario: Path | None, elapsed: float = 0.0, out: TextIO | None = None) -> int:
+          scenario: Path | None, start: datetime | None = None,
+          out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if not 0 <= port <= 65535:
         raise ConfigError("--port", f"{port} is not a TCP port; use 1-65535 (0 picks a free one)")
+    elapsed = 0.0 if start is None else (datetime.now(timezone.utc) - start).total_seconds()
     try:
         fleet = load_scenario(scenario)
     except OSError as e:
@@ -50,7 +68,7 @@ def serve(*, host: str, port: int, ak: str | None, sk: str | None, project_id: s
     token = os.environ.get(environment.SECURITY_TOKEN) or None
     emulator = Emulator(ak=ak or DEMO_AK, sk=sk or DEMO_SK,
                         project_id=project_id or DEMO_PROJECT_ID, security_token=token,
-                        scenario=fleet, host=host, port=port, elapsed=elapsed)
+                        scenario=fleet, host=host, port=port, start=start, elapsed=elapsed)
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -91,7 +109,7 @@ def describe(emulator: Emulator, fleet: Scenario, *, scenario: Path | None,
         print(f"and requires the security token from ${environment.SECURITY_TOKEN} "
               "(not shown)", file=out)
     source = f"{scenario}" if scenario is not None else "the built-in demo fleet"
-    clock = f", clock at {emulator.elapsed / 60:g} min" if emulator.elapsed >= 1 else ""
+    clock = f", clock at minute {emulator.elapsed / 60:.0f}" if emulator.elapsed >= 60 else ""
     print(f"scenario: {source}, {len(fleet.jobs)} jobs{clock}; job ids:", file=out)
     for job in fleet.jobs[:MAX_LISTED_JOBS]:
         comparisons = "".join(f"\n    comparison {c.id}" for c in job.comparisons)

@@ -330,6 +330,7 @@ class Handler(BaseHTTPRequestHandler):
         results = []
         for job_id in jobs:
             spec = state.scenario.job(job_id)
+            spec = spec.at(t / 60.0) if spec is not None else None
             if job_id in state.faults.failing_jobs:
                 results.append({"job_id": job_id, "error_code": "DRS.00000500",
                                 "error_msg": "Internal error while querying the job."})
@@ -352,9 +353,10 @@ class Handler(BaseHTTPRequestHandler):
         if job_id in state.faults.failing_jobs:
             raise _error(500, "DRS.00000500", "Internal error while querying the comparison.")
         comp = state.scenario.comparison(job_id, compare_id)
-        if comp is None or comp.not_found:
+        t = state.elapsed()
+        if comp is None or comp.at(t / 60.0).not_found:
             raise _error(400, "DRS.10000010", "Task information not found.")
-        return compare_state(comp, state.elapsed())
+        return compare_state(comp, t)
 
     @staticmethod
     def _page(query: dict[str, list[str]], default_limit: int) -> tuple[int, int]:
