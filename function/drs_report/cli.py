@@ -65,13 +65,17 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def _epilog(examples: Sequence[str], codes: Sequence[int], note: str = "") -> str:
+def _epilog(examples: Sequence[str], codes: Sequence[int | tuple[int, str]],
+            note: str = "") -> str:
+    """Examples, a note, and the exit codes (a code alone means what EXIT_CODES says)."""
     lines = ["example:" if len(examples) == 1 else "examples:"]
     lines += [f"  {example}" for example in examples]
     if note:
         lines += ["", note]
     lines += ["", "exit codes:"]
-    lines += [f"  {code}  {EXIT_CODES[code]}" for code in codes]
+    for item in codes:
+        code, meaning = item if isinstance(item, tuple) else (item, EXIT_CODES[item])
+        lines.append(f"  {code}  {meaning}")
     return "\n".join(lines)
 
 
@@ -120,8 +124,8 @@ def _add_log_level(parser: argparse.ArgumentParser, *, top: bool = False) -> Non
              f"${environment.LOG_LEVEL}, else INFO); also accepted after the command")
 
 
-def _command(sub: Any, name: str, summary: str, examples: Sequence[str], codes: Sequence[int],
-             note: str = "") -> argparse.ArgumentParser:
+def _command(sub: Any, name: str, summary: str, examples: Sequence[str],
+             codes: Sequence[int | tuple[int, str]], note: str = "") -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
         epilog=_epilog(examples, codes, note), formatter_class=_HelpFormatter)
@@ -183,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = _command(
         sub, "demo", "a simulated day of readings against the embedded DRS emulator",
-        ["drs-report demo --out ./drs-report-demo"], [EXIT_OK, EXIT_NO_REPORT, EXIT_USAGE],
+        ["drs-report demo --out ./drs-report-demo"],
+        [(EXIT_OK, "the day's reports were written"), EXIT_NO_REPORT, EXIT_USAGE],
         "it prints the configuration it wrote and the two commands that use it again")
     demo.add_argument("--out", type=Path, default=Path("drs-report-demo"), metavar="DIR",
                       help="directory for the reports, config.toml and history.db")
@@ -193,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     emu = _command(
         sub, "emulator", "serve the DRS emulator over HTTP until interrupted",
-        ["drs-report emulator --port 8080"], [EXIT_OK, EXIT_USAGE],
+        ["drs-report emulator --port 8080"],
+        [(EXIT_OK, "stopped by Ctrl-C or SIGTERM"), EXIT_USAGE],
         "at start it prints the URL, the project id, the key it accepts and the job ids")
     emu.add_argument("--host", default="127.0.0.1", help="address to listen on")
     emu.add_argument("--port", type=_port, default=8080,
@@ -216,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     hist = _command(
         sub, "history", "the stored readings of one job, newest last",
         ["drs-report history --config config.toml --job 9a470239-2308-4bb5-a6bc-1040402fjb21 "
-         "--since 12h"], [EXIT_OK, EXIT_NO_REPORT, EXIT_USAGE])
+         "--since 12h"],
+        [(EXIT_OK, "readings printed (none in the window is not an error)"),
+         (EXIT_NO_REPORT, "the history could not be read"), EXIT_USAGE])
     hist.add_argument("--config", required=True, type=Path, metavar="FILE",
                       help="TOML configuration file (required)")
     hist.add_argument("--job", required=True, dest="job_id", metavar="JOB_ID",
@@ -227,13 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--format", choices=["json", "table"], default="table",
                       help="json (the API's field names) or a table")
 
+    db_codes: list[int | tuple[int, str]] = [
+        (EXIT_OK, "the schema is up to date"),
+        (EXIT_NO_REPORT, "the database could not be reached or migrated"), EXIT_USAGE]
     db = _command(sub, "db", "database maintenance",
-                  ["drs-report db upgrade --config config.toml"],
-                  [EXIT_OK, EXIT_NO_REPORT, EXIT_USAGE])
+                  ["drs-report db upgrade --config config.toml"], db_codes)
     db_sub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", parser_class=_Parser)
     upgrade = _command(db_sub, "upgrade", "create or migrate the schema (run does it too)",
-                       ["drs-report db upgrade --config config.toml"],
-                       [EXIT_OK, EXIT_NO_REPORT, EXIT_USAGE])
+                       ["drs-report db upgrade --config config.toml"], db_codes)
     upgrade.add_argument("--config", required=True, type=Path, metavar="FILE",
                          help="TOML configuration file (required)")
 
@@ -246,11 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE_HELP = {
+    "output": "where to write the zip",
+    "platform": "pip platform tag of the dependencies' wheels",
+}
+
+
 def _describe_package(pkg: argparse.ArgumentParser) -> None:
-    """The package command's description and epilog (its options are packaging's)."""
+    """The package command's description, epilog, and help for options that have none
+    (the options themselves belong to packaging)."""
+    for action in pkg._actions:
+        if not action.help and action.dest in _PACKAGE_HELP:
+            action.help = _PACKAGE_HELP[action.dest]
     pkg.description = "Build the deployable FunctionGraph zip."
     pkg.epilog = _epilog(["drs-report package --output drs-report-function.zip --python 3.12"],
-                         [EXIT_OK, EXIT_NO_REPORT, EXIT_USAGE])
+                         [(EXIT_OK, "the zip was built"),
+                          (EXIT_NO_REPORT, "the zip could not be built"), EXIT_USAGE])
     pkg.formatter_class = _HelpFormatter
     _add_log_level(pkg)
 

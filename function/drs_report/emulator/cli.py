@@ -60,6 +60,8 @@ def serve(*, host: str, port: int, ak: str | None, sk: str | None, project_id: s
     sk = sk or os.environ.get(environment.SK) or None
     if key_source is None and (ak or sk):
         key_source = f"${environment.AK}/${environment.SK}"
+    if (ak, sk) == (DEMO_AK, DEMO_SK):
+        key_source = None  # the built-in demo key, however given: nothing to hide
     if (ak is None) != (sk is None):
         missing = "--sk" if sk is None else "--ak"
         raise ConfigError(missing, "give the access key and the secret key together (--ak "
@@ -117,4 +119,5 @@ def describe(emulator: Emulator, fleet: Scenario, *, scenario: Path | None,
     if len(fleet.jobs) > MAX_LISTED_JOBS:
         print(f"  and {len(fleet.jobs) - MAX_LISTED_JOBS} more "
               f"(GET {emulator.url}/_emulator/state lists them all)", file=out)
+    print("serving; Ctrl-C stops", file=out)
     out.flush()
