@@ -569,3 +569,21 @@ def test_the_layout_check_sees_an_overflow(tmp_path: Path) -> None:
     small = measure_layout(html, tmp_path)[0]
     assert small["viewport"] == 320 and small["wide"] and small["scroll_width"] > 320
     assert small["cells"] == [[1.0, 1.0, 1.0, 1.0]]  # the browser's default, not padded
+
+
+def test_the_run_line_names_the_failure_unread_jobs_share() -> None:
+    from drs_report.pipeline import RunResult
+
+    refused = "connection failed: NewConnectionError"
+    readings = [JobReading(jid(1), "a", incremental(jid(1), 2.0))] + [
+        JobReading(jid(n), f"job {n}", error=FetchError(FetchErrorKind.NETWORK, refused))
+        for n in (2, 3)]
+    r = analyse(Snapshot(taken_at=NOW, jobs=readings), {}, None, settings(), now=NOW)
+    assert RunResult(run_id=1, report=r, outputs={}).cause() == \
+        f"2 jobs could not be read: {refused}"
+    readings[2] = JobReading(jid(3), "job 3", error=FetchError(FetchErrorKind.AUTH, "refused"))
+    r = analyse(Snapshot(taken_at=NOW, jobs=readings), {}, None, settings(), now=NOW)
+    assert RunResult(run_id=1, report=r, outputs={}).cause() == \
+        "2 jobs could not be read: 2 different failures, see the report"
+    fine = analyse(Snapshot(taken_at=NOW, jobs=readings[:1]), {}, None, settings(), now=NOW)
+    assert RunResult(run_id=1, report=fine, outputs={}).cause() is None

@@ -82,6 +82,7 @@ def run_demo(out_dir: Path, *, port: int = DEMO_PORT, out: TextIO | None = None,
     from drs_report.emulator import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, Emulator
     from drs_report.pipeline import run_cycle
     from drs_report.secrets import Credentials
+    from drs_report.store import Store
 
     out = out or sys.stdout
     _prepare(out_dir)
@@ -105,10 +106,15 @@ def run_demo(out_dir: Path, *, port: int = DEMO_PORT, out: TextIO | None = None,
         config_text = demo_config(emulator.url, DEMO_PROJECT_ID, emulator.jobs_config())
         config_path.write_text(config_text, encoding="utf-8")
         settings = load_settings(config_path, {})
-        for n in range(steps + 1):
-            if n:
-                emulator.advance(step.total_seconds())
-            result = run_cycle(settings, credentials, trigger="demo", now=start + n * step)
+        store = Store.open(settings.store.url)  # one engine for the day's 49 runs
+        try:
+            for n in range(steps + 1):
+                if n:
+                    emulator.advance(step.total_seconds())
+                result = run_cycle(settings, credentials, trigger="demo", store=store,
+                                   now=start + n * step)
+        finally:
+            store.close()
         listening = emulator.url
     finally:
         emulator.stop()
