@@ -354,6 +354,12 @@ def test_demo_out_must_be_a_directory(tmp_path: Path) -> None:
         assert proc.stderr.startswith("drs-report: error: --out: ")
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert taken.read_text() == "mine"
+    config = write_config(tmp_path / "c.toml", "http://127.0.0.1:9", [{"id": ORDERS}],
+                          f"sqlite:///{tmp_path / 'h.db'}")
+    proc = cli("run", "--config", str(config), "--dry-run", "--out", str(taken),
+               env=CREDENTIALS)
+    assert proc.returncode == 2 and proc.stderr.startswith("drs-report: error: --out: ")
+    assert not (tmp_path / "h.db").exists()  # refused before anything was read
 
 
 # -- scoped runs ---------------------------------------------------------------------------

@@ -366,9 +366,11 @@ def _credentials() -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from drs_report.config import load_settings
+    from drs_report.config import check_output_dir, load_settings
     from drs_report.pipeline import run_cycle, scoped_jobs
 
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
     settings = load_settings(args.config)
     if args.job_ids:
         scoped_jobs(settings, args.job_ids)  # an unknown --job is a usage error up front

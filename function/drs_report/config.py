@@ -639,7 +639,7 @@ def _check_time_zone(value: str, key: str) -> str:
     return value
 
 
-def _check_output_dir(path: Path, key: str) -> None:
+def check_output_dir(path: Path, key: str) -> None:
     """A directory, or a path one can be made at (its nearest existing parent a directory)."""
     for candidate in (path, *path.parents):
         if candidate.exists():
@@ -675,7 +675,7 @@ def _parse_report(r: _Reader, base_dir: Path) -> ReportConfig:
     if templates_dir is not None:
         _check_templates(templates_dir, r.key("templates_dir"))
     output_dir = base_dir / r.string("output_dir", "reports/out")
-    _check_output_dir(output_dir, r.key("output_dir"))
+    check_output_dir(output_dir, r.key("output_dir"))
     return ReportConfig(
         output_dir=output_dir,
         templates_dir=templates_dir,

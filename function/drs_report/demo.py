@@ -52,15 +52,9 @@ def demo_config(endpoint: str, project_id: str, jobs: list[dict[str, object]]) -
 
 def _prepare(out_dir: Path) -> None:
     """DIR must be a directory the demo may fill; a previous demo's day is started afresh."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError("--out", f"{out_dir} is a file; give a directory (it is created "
-                                   "if missing)")
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError("--out", f"{parent} is a file, so {out_dir} cannot be "
-                                           "created; give a directory")
-            break
+    from drs_report.config import check_output_dir
+
+    check_output_dir(out_dir, "--out")
     config = out_dir / "config.toml"
     ours = config.is_file() and config.read_text(encoding="utf-8",
                                                  errors="replace").startswith(CONFIG_HEADER)
