@@ -103,13 +103,16 @@ def test_no_canary_leaks_from_a_whole_run(emulator: Emulator, webhooks: dict[str
     env.update(PYTHONPATH=str(FUNCTION_DIR), DB_URL=db_url, SMTP_PASSWORD=SMTP_PASSWORD,
                WEBHOOK_SECRET=WEBHOOK_SECRET, HUAWEICLOUD_SDK_AK=CANARY_AK,
                HUAWEICLOUD_SDK_SK=CANARY_SK, HUAWEICLOUD_SDK_SECURITY_TOKEN=CANARY_TOKEN)
-    proc = subprocess.run([sys.executable, "-m", "drs_report", "--log-level", "DEBUG", "run",
+    # Every library at DEBUG too: they log URLs and headers, which carry webhook tokens.
+    levels = "DEBUG,urllib3=DEBUG,sqlalchemy=DEBUG,alembic=DEBUG,huaweicloudsdkcore=DEBUG"
+    proc = subprocess.run([sys.executable, "-m", "drs_report", "--log-level", levels, "run",
                            "--config", str(config)], capture_output=True, text=True,
                           env=env, timeout=180, check=False)
     # The broken WeCom channel fails (exit 3); mail and webhook were delivered.
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert len(mail_server.messages) == 1 and len(webhooks["webhook"].received) == 1
     assert "DEBUG" in proc.stderr and "wecom-broken" in proc.stdout
+    assert " DEBUG urllib3." in proc.stderr and " sqlalchemy." in proc.stderr
     assert_clean("the CLI's output and DEBUG log", proc.stdout + proc.stderr)
     for report in (tmp_path / "out").iterdir():
         assert_clean(report.name, report.read_text(encoding="utf-8"))

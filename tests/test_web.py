@@ -232,11 +232,11 @@ def test_archive_pages_with_the_token(call: Transport, site: Site) -> None:
 
     latest = call("GET", "/reports/latest", headers=bearer())
     runs = [m for m in re.findall(r'data-run="(\d+)"', page)]
-    assert latest.status == 200 and "9 of 10 jobs need attention" not in latest.text[:0]
+    assert latest.status == 200 and "need attention" in latest.text
     stored = call("GET", f"/reports/{runs[0]}", headers=bearer())
     assert stored.status == 200 and stored.body == latest.body
     assert "sandbox" in stored.headers["content-security-policy"]
-    assert "jobs need attention" in stored.text
+    assert "need attention" in stored.text
     assert call("GET", "/reports/999999", headers=bearer()).status == 404
 
 

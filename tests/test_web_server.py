@@ -139,7 +139,7 @@ def test_serve_help_names_every_option_default_and_exit_code() -> None:
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     for text in ("--config", "--host", "default: 127.0.0.1", "--port", "default: 8080",
-                 "example: drs-report serve", "exit codes"):
+                 "example:\n  drs-report serve --config", "exit codes:\n  0  stopped"):
         assert text in stdout, text
 
 

@@ -12,7 +12,14 @@ Reasons are codes with parameters; the words come from the message catalogue
     comparison: inconsistent_rows, compare_not_found, compare_stalled, compare_failed
 
 A problem's key ("<job_id>:<code>" or "<job_id>/<compare_job_id>:<code>") is stable across
-runs, so "what changed" and alert mode compare keys, not sentences.
+runs, so "what changed" and alert mode compare keys, not sentences. A previous problem is
+"resolved" only when its job or comparison was read again and the problem is gone; when the
+job left the configuration it is "no longer monitored", and when it could not be read this
+time it stays as it was (we do not know).
+
+Growth between two reports is called out when a job's incremental delay or a comparison's
+inconsistent rows rose by at least half (x1.5) and by at least GROWTH_MIN_DELAY_SECONDS /
+GROWTH_MIN_ROWS: a lag that doubles is news even while the health stays the same.
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ from drs_report.models import CompareReading, FetchErrorKind, JobReading, Snapsh
 REPORT_SCHEMA_VERSION = 1
 RUNNING_STATES = frozenset({"FULL_TRANSFER_STARTED", "INCRE_TRANSFER_STARTED"})
 TREND_POINTS = 24
+GROWTH_FACTOR = 1.5
+GROWTH_MIN_DELAY_SECONDS = 60.0
+GROWTH_MIN_ROWS = 10
+# Failures of our request, not answers of the service: a job with one of these was not read.
+_ANSWERED = frozenset({FetchErrorKind.API_ERROR, FetchErrorKind.MISSING,
+                       FetchErrorKind.NOT_FOUND})
 
 
 class Health(str, enum.Enum):
@@ -63,6 +76,13 @@ class Problem:
         return {"key": self.key, "health": self.health.value, "code": self.code,
                 "job_id": self.job_id, "compare_job_id": self.compare_job_id,
                 "job_name": self.job_name, "params": self.params}
+
+
+def split_key(key: str) -> tuple[str, str | None, str]:
+    """'<job>:<code>' or '<job>/<compare>:<code>' -> (job_id, compare_job_id, code)."""
+    subject, _, code = key.rpartition(":")
+    job_id, _, compare = subject.partition("/")
+    return job_id, compare or None, code
 
 
 @dataclass
@@ -111,9 +131,46 @@ class JobStatus:
 @dataclass
 class Changes:
     new: list[Problem] = field(default_factory=list)
-    resolved: list[dict[str, Any]] = field(default_factory=list)  # {key, code, job_name}
+    # {key, code, health, job_id, compare_job_id, job_name}, from the previous report
+    resolved: list[dict[str, Any]] = field(default_factory=list)
+    no_longer_monitored: list[dict[str, Any]] = field(default_factory=list)
     state_changes: list[dict[str, Any]] = field(default_factory=list)
+    # {job_id, job_name, compare_job_id, measure: delay | inconsistent_rows, before, after}
+    growth: list[dict[str, Any]] = field(default_factory=list)
     first_report: bool = True
+
+    @property
+    def any(self) -> bool:
+        return bool(self.new or self.resolved or self.no_longer_monitored
+                    or self.state_changes or self.growth)
+
+    @property
+    def new_keys(self) -> frozenset[str]:
+        return frozenset(p.key for p in self.new)
+
+
+@dataclass
+class ReadFailures:
+    """Jobs that could not be read because our requests failed, grouped by the failure."""
+
+    total: int = 0  # jobs in the report
+    unread: int = 0  # of them, not read (request failed, refused, unreachable, skipped)
+    causes: dict[str, int] = field(default_factory=dict)  # failure message -> jobs
+    run_errors: list[str] = field(default_factory=list)  # e.g. job discovery failed
+
+    @property
+    def nothing_read(self) -> bool:
+        """No job could be read at all (or discovery failed and found none)."""
+        if self.total == 0:
+            return bool(self.run_errors)
+        return self.unread == self.total
+
+    @property
+    def shared_cause(self) -> str | None:
+        """The one failure every unread job shares, if they share one."""
+        if self.total == 0 and self.run_errors:
+            return self.run_errors[0]
+        return next(iter(self.causes)) if len(self.causes) == 1 else None
 
 
 @dataclass
@@ -127,6 +184,12 @@ class Report:
     changes: Changes
     errors: list[str]
     trend_hours: float = 24.0
+    scope: list[str] | None = None  # a run narrowed to these job ids (run --job)
+    read_failures: ReadFailures = field(default_factory=ReadFailures)
+    # Subjects ("<job>" or "<job>/<compare>") that could not be read in this run: their
+    # earlier problems are neither resolved nor gone, we simply do not know.
+    unread: frozenset[str] = frozenset()
+    names: dict[str, str] = field(default_factory=dict)  # job id -> name, this and last run
 
     def counts(self) -> dict[str, int]:
         counts = {h.value: 0 for h in (Health.CRITICAL, Health.WARNING, Health.UNKNOWN,
@@ -137,6 +200,18 @@ class Report:
 
     def problem_map(self) -> dict[str, str]:
         return {p.key: p.health.value for p in self.problems}
+
+    def job_label(self, job_id: str) -> str:
+        """The job's name if this run or the previous one knew it, else its id."""
+        return self.names.get(job_id) or job_id
+
+    def is_unread(self, key: str) -> bool:
+        job_id, compare, _ = split_key(key)
+        return job_id in self.unread or f"{job_id}/{compare}" in self.unread
+
+    @property
+    def job_ids(self) -> frozenset[str]:
+        return frozenset(j.job_id for j in self.jobs)
 
     @property
     def problem_jobs(self) -> list[JobStatus]:
@@ -156,11 +231,14 @@ class Report:
             "counts": self.counts(),
             "jobs": [_job_json(j) for j in self.jobs],
             "problems": [p.to_json() for p in self.problems],
+            "scope": self.scope,
             "changes": {
                 "first_report": self.changes.first_report,
                 "new": [p.key for p in self.changes.new],
                 "resolved": self.changes.resolved,
+                "no_longer_monitored": self.changes.no_longer_monitored,
                 "state_changes": self.changes.state_changes,
+                "growth": self.changes.growth,
             },
             "errors": self.errors,
         }
@@ -168,15 +246,22 @@ class Report:
 
 @dataclass
 class ProblemChanges:
-    """What an alert says: problems new, worse, gone, or still critical and due a reminder."""
+    """What an alert says: problems new, worse, gone, or still critical and due a reminder.
+
+    `resolved` and `no_longer_monitored` are keys; `carried` are earlier problems of jobs
+    that could not be read this time, kept as they were in the alert state.
+    """
 
     new: list[Problem] = field(default_factory=list)
     escalated: list[Problem] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     reminder: list[Problem] = field(default_factory=list)
+    no_longer_monitored: list[str] = field(default_factory=list)
+    carried: dict[str, str] = field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not (self.new or self.escalated or self.resolved or self.reminder)
+        return not (self.new or self.escalated or self.resolved or self.reminder
+                    or self.no_longer_monitored)
 
 
 def diff_problems(previous: Mapping[str, str] | None, report: Report) -> ProblemChanges:
@@ -190,7 +275,14 @@ def diff_problems(previous: Mapping[str, str] | None, report: Report) -> Problem
         elif Health(old).severity < problem.health.severity:
             changes.escalated.append(problem)
     current = report.problem_map()
-    changes.resolved = sorted(k for k in before if k not in current)
+    watched = report.job_ids
+    for key in sorted(k for k in before if k not in current):
+        if split_key(key)[0] not in watched:
+            changes.no_longer_monitored.append(key)
+        elif report.is_unread(key):
+            changes.carried[key] = before[key]
+        else:
+            changes.resolved.append(key)
     return changes
 
 
@@ -204,7 +296,9 @@ def analyse(
     settings: Settings,
     *,
     now: datetime,
+    scope: Sequence[str] | None = None,
 ) -> Report:
+    """`scope`: the job ids a narrowed run (run --job) was limited to; the report says so."""
     configured = {j.id: j for j in settings.jobs}
     jobs: list[JobStatus] = []
     for reading in snapshot.jobs:
@@ -215,12 +309,57 @@ def analyse(
     jobs.sort(key=lambda j: (-j.health.severity, j.label.lower()))
     problems = sorted((p for j in jobs for p in j.reasons if p.health is not Health.OK),
                       key=lambda p: (-p.health.severity, (p.job_name or p.job_id).lower(), p.key))
-    changes = _changes(previous, jobs, problems)
+    unread = _unread(snapshot)
+    changes = _changes(previous, jobs, problems, unread)
+    names: dict[str, str] = {}
+    for key, name_key in (("problems", "job_name"), ("jobs", "name")):
+        names.update({str(item["job_id"]): str(item[name_key])
+                      for item in (previous or {}).get(key, [])
+                      if isinstance(item, dict) and item.get("job_id") and item.get(name_key)})
+    names.update({j.job_id: j.name for j in jobs if j.name})
     return Report(
         generated_at=now, language=settings.drs.language, title=settings.report.title,
         partial=snapshot.partial, jobs=jobs, problems=problems, changes=changes,
         errors=list(snapshot.errors), trend_hours=settings.report.trend_hours,
+        scope=sorted(scope) if scope is not None else None,
+        read_failures=read_failures(snapshot), unread=unread, names=names,
     )
+
+
+def read_failures(snapshot: Snapshot) -> ReadFailures:
+    """Which jobs our requests failed to read, and the failures, grouped by message."""
+    failures = ReadFailures(total=len(snapshot.jobs), run_errors=list(snapshot.errors))
+    for reading in snapshot.jobs:
+        error = reading.error
+        if error is not None and error.kind not in _ANSWERED:
+            failures.unread += 1
+            failures.causes[error.message] = failures.causes.get(error.message, 0) + 1
+    return failures
+
+
+def _unread(snapshot: Snapshot) -> frozenset[str]:
+    subjects = set()
+    for reading in snapshot.jobs:
+        if reading.progress is None or reading.progress.transfer_status is None:
+            subjects.add(reading.job_id)
+        for comp in reading.comparisons:
+            if comp.error is not None and comp.error.kind is not FetchErrorKind.NOT_FOUND:
+                subjects.add(f"{reading.job_id}/{comp.compare_job_id}")
+    return frozenset(subjects)
+
+
+def narrow_previous(previous: Mapping[str, Any] | None, job_ids: Sequence[str]
+                    ) -> dict[str, Any] | None:
+    """The previous report as far as it concerns these jobs (for a run narrowed to them)."""
+    if previous is None:
+        return None
+    wanted = set(job_ids)
+    narrowed = dict(previous)
+    narrowed["jobs"] = [j for j in previous.get("jobs", [])
+                        if isinstance(j, dict) and j.get("job_id") in wanted]
+    narrowed["problems"] = [p for p in previous.get("problems", [])
+                            if isinstance(p, dict) and p.get("job_id") in wanted]
+    return narrowed
 
 
 def _with_current(past: Sequence[tuple[datetime, JobReading]], taken_at: datetime,
@@ -291,6 +430,8 @@ def _judge_job(reading: JobReading, config: JobConfig | None, thresholds: Thresh
         if stalled_for is not None and stalled_for >= thresholds.stall_minutes * 60:
             reasons.append(_problem(reading, "stalled", Health.CRITICAL,
                                     minutes=round(stalled_for / 60), progress=status.progress))
+    if state == "FULL_TRANSFER_STARTED":
+        # Only the full phase ends; once incremental, a job has no "done" to reach.
         status.eta_seconds = _eta(past)
     for comp in reading.comparisons:
         status.comparisons.append(_judge_comparison(reading, comp, past, thresholds, now,
@@ -363,10 +504,17 @@ def _stalled_seconds(past: list[tuple[datetime, JobReading]], now: datetime) -> 
 
 
 def _eta(past: list[tuple[datetime, JobReading]]) -> float | None:
-    """Seconds to 100% at the rate progress rose over the history window (full phase)."""
-    points = [(t, r.progress.progress) for t, r in past
-              if r.progress is not None and r.progress.progress is not None
-              and r.progress.transfer_status == "FULL_TRANSFER_STARTED"]
+    """Seconds to 100% at the rate progress rose over the history window (full phase).
+
+    Only the readings of the current full phase count: a job restarted after a failure
+    starts a new rate.
+    """
+    points: list[tuple[datetime, float | None]] = []
+    for t, r in reversed(past):
+        if r.progress is None or r.progress.transfer_status != "FULL_TRANSFER_STARTED":
+            break
+        if r.progress.progress is not None:
+            points.insert(0, (t, r.progress.progress))
     if len(points) < 2:
         return None
     (t0, p0), (t1, p1) = points[0], points[-1]
@@ -439,28 +587,66 @@ def _log_point_stalled(past: list[tuple[datetime, JobReading]], compare_id: str,
 
 
 def _changes(previous: Mapping[str, Any] | None, jobs: list[JobStatus],
-             problems: list[Problem]) -> Changes:
+             problems: list[Problem], unread: frozenset[str]) -> Changes:
     if not previous:
         return Changes(first_report=True)
-    old_problems = {p.get("key"): p for p in previous.get("problems", [])
-                    if isinstance(p, dict)}
+    old_problems: dict[str, dict[str, Any]] = {
+        p["key"]: p for p in previous.get("problems", [])
+        if isinstance(p, dict) and isinstance(p.get("key"), str)}
     old_jobs = {j.get("job_id"): j for j in previous.get("jobs", []) if isinstance(j, dict)}
     current_keys = {p.key for p in problems}
+    watched = {j.job_id for j in jobs}
     changes = Changes(first_report=False)
     changes.new = [p for p in problems if p.key not in old_problems]
-    changes.resolved = [
-        {"key": key, "code": old.get("code"), "job_id": old.get("job_id"),
-         "job_name": old.get("job_name")}
-        for key, old in old_problems.items() if key not in current_keys
-    ]
+    for key, old in old_problems.items():
+        if key in current_keys:
+            continue
+        job_id, compare, code = split_key(key)
+        entry = {"key": key, "code": old.get("code") or code, "health": old.get("health"),
+                 "job_id": old.get("job_id") or job_id,
+                 "compare_job_id": old.get("compare_job_id") or compare,
+                 "job_name": old.get("job_name")}
+        if job_id not in watched:
+            changes.no_longer_monitored.append(entry)
+        elif job_id not in unread and f"{job_id}/{compare}" not in unread:
+            changes.resolved.append(entry)
     for job in jobs:
         before = old_jobs.get(job.job_id)
-        if before and before.get("transfer_status") != job.transfer_status:
+        if not before:
+            continue
+        if job.transfer_status is not None and before.get("transfer_status") != \
+                job.transfer_status:
             job.state_changed_from = before.get("transfer_status")
             changes.state_changes.append({"job_id": job.job_id, "name": job.name,
                                           "from": before.get("transfer_status"),
                                           "to": job.transfer_status})
+        changes.growth.extend(_growth(job, before))
     return changes
+
+
+def _grew(before: Any, after: float | None, minimum: float) -> bool:
+    if after is None or isinstance(before, bool) or not isinstance(before, (int, float)):
+        return False
+    return after >= before * GROWTH_FACTOR and after - before >= minimum
+
+
+def _growth(job: JobStatus, before: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Delay and inconsistent rows that rose past the growth threshold since `before`."""
+    grown: list[dict[str, Any]] = []
+    base = {"job_id": job.job_id, "job_name": job.name}
+    if _grew(before.get("incre_trans_delay"), job.delay, GROWTH_MIN_DELAY_SECONDS):
+        grown.append({**base, "compare_job_id": None, "measure": "delay",
+                      "before": before["incre_trans_delay"], "after": job.delay})
+    old_comparisons = {c.get("compare_job_id"): c for c in before.get("comparisons", [])
+                       if isinstance(c, dict)}
+    for comp in job.comparisons:
+        old = old_comparisons.get(comp.compare_job_id)
+        if old is not None and _grew(old.get("recheck_entities"), comp.recheck_entities,
+                                     GROWTH_MIN_ROWS):
+            grown.append({**base, "compare_job_id": comp.compare_job_id,
+                          "measure": "inconsistent_rows", "before": old["recheck_entities"],
+                          "after": comp.recheck_entities})
+    return grown
 
 
 def _job_json(job: JobStatus) -> dict[str, Any]:

@@ -1,29 +1,51 @@
 """The `drs-report` command.
 
-Exit codes (a public contract, see README):
+Exit codes (a public contract, see README; EXIT_CODES below is the one table):
   0  report produced and every delivery succeeded (problems in jobs are not errors)
   1  no report could be produced
   2  bad configuration or usage: one line naming the key, no traceback
   3  report produced, but at least one delivery failed
-  5  busy: another run holds the store's lease (store.sync); nothing fetched or sent
+  4  nothing could be read (every job unread: keys, project, endpoint); the report is written
+  5  busy: another run holds the store's lease (store.sync); nothing stored or sent
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from drs_report import __version__, environment, logs
 from drs_report.errors import ConfigError, DrsReportError
-from drs_report.pipeline import EXIT_BUSY, EXIT_NO_REPORT, EXIT_OK, EXIT_USAGE
+from drs_report.pipeline import (
+    EXIT_BUSY,
+    EXIT_DELIVERY_FAILED,
+    EXIT_NO_REPORT,
+    EXIT_NOTHING_READ,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 
 log = logs.get_logger("cli")
+
+EXIT_CODES = {
+    EXIT_OK: "report produced and every delivery succeeded (problems in jobs are not errors)",
+    EXIT_NO_REPORT: "no report could be produced (e.g. the database is unreachable)",
+    EXIT_USAGE: "bad configuration or usage (one line naming the key or flag)",
+    EXIT_DELIVERY_FAILED: "report produced, but at least one delivery failed",
+    EXIT_NOTHING_READ: "nothing could be read: every job unread (wrong keys or project, "
+                       "endpoint unreachable); the report is still written",
+    EXIT_BUSY: "busy: another run holds the store's lease (store.sync); nothing stored or "
+               "sent",
+}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_RE = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([A-Za-z]*)$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,19 +55,98 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError("", f"{self.prog}: {message}; see --help")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default at the end of its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.default is False and action.nargs == 0:
+            return f"{text} (default: off)"
+        if action.default is not None:
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+def _epilog(examples: Sequence[str], codes: Sequence[int | tuple[int, str]],
+            note: str = "") -> str:
+    """Examples, a note, and the exit codes (a code alone means what EXIT_CODES says)."""
+    lines = ["example:" if len(examples) == 1 else "examples:"]
+    lines += [f"  {example}" for example in examples]
+    if note:
+        lines += ["", note]
+    lines += ["", "exit codes:"]
+    for item in codes:
+        code, meaning = item if isinstance(item, tuple) else (item, EXIT_CODES[item])
+        lines.append(f"  {code}  {meaning}")
+    return "\n".join(lines)
+
+
 def parse_duration(text: str) -> float:
-    """'90s', '30m', '12h', '7d', '2w' -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    text = text.strip().lower()
-    try:
-        number, unit = (text[:-1], units[text[-1]]) if text[-1] in units else (text, 1)
-        seconds = float(number) * unit
-    except (ValueError, IndexError):
-        raise ConfigError("--since", f"{text!r} is not a duration like 90m, 12h or 7d") from None
-    # float() also reads "nan", "inf" and negatives; none of them is a look-back window.
-    if not math.isfinite(seconds) or seconds <= 0:
+    """'90s', '30m', '12h', '7d', '2w' -> seconds. Units are lower case: 'M' is not months."""
+    match = _DURATION_RE.match(text.strip())
+    if match is None:
+        raise ConfigError("--since", f"{text!r} is not a positive duration like 90m, 12h or 7d")
+    number, unit = match.groups()
+    if float(number) <= 0:
         raise ConfigError("--since", f"{text!r} must be a positive duration like 90m, 12h or 7d")
-    return seconds
+    if not unit:
+        raise ConfigError("--since", f"{text!r} has no unit; write it like 90m, 12h or 7d "
+                                     "(units: s, m, h, d, w)")
+    if unit not in DURATION_UNITS:
+        raise ConfigError("--since", f"unknown unit {unit!r} in {text!r}; use s, m, h, d or w "
+                                     "(for months write days, e.g. 30d)")
+    return float(number) * DURATION_UNITS[unit]
+
+
+def parse_log_level(text: str) -> tuple[str, dict[str, str]]:
+    """'DEBUG' or 'DEBUG,sqlalchemy=INFO' or 'sqlalchemy=DEBUG' -> (ours, {library: level})."""
+    ours = "INFO"
+    libraries: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, level = item.rpartition("=")
+        if level.upper() not in logs.LEVELS:
+            raise ConfigError("--log-level", f"{level!r} is not one of "
+                                             f"{', '.join(logs.LEVELS)}; e.g. --log-level DEBUG "
+                                             "or --log-level DEBUG,sqlalchemy=INFO")
+        if name:
+            libraries[name.strip()] = level.upper()
+        else:
+            ours = level.upper()
+    return ours, libraries
+
+
+def _add_log_level(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    parser.add_argument(
+        "--log-level", default=None if top else argparse.SUPPRESS, metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR, for drs-report's own messages; libraries "
+             "(sqlalchemy, alembic, urllib3, huaweicloudsdkcore) stay at WARNING unless "
+             "named, e.g. DEBUG,sqlalchemy=DEBUG (default: "
+             f"${environment.LOG_LEVEL}, else INFO); also accepted after the command")
+
+
+def _command(sub: Any, name: str, summary: str, examples: Sequence[str],
+             codes: Sequence[int | tuple[int, str]], note: str = "") -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+        epilog=_epilog(examples, codes, note), formatter_class=_HelpFormatter)
+    _add_log_level(parser)
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError("--port", f"{text!r} is not a port number; use 1-65535 "
+                                    "(0 picks a free one)") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError("--port", f"{value} is not a TCP port; use 1-65535 "
+                                    "(0 picks a free one)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,93 +154,145 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drs-report",
         description="Status reports and alerts for Huawei Cloud DRS jobs: fetch batch and "
         "comparison progress, keep history, judge health, render and deliver.",
+        epilog=_epilog(["drs-report demo", "drs-report run --config config.toml"],
+                       sorted(EXIT_CODES), "run 'drs-report COMMAND --help' for a command's "
+                                           "options"),
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"drs-report {__version__}")
-    parser.add_argument(
-        "--log-level", default=None,
-        help=f"DEBUG, INFO, WARNING or ERROR (default: ${environment.LOG_LEVEL} or INFO)",
-    )
+    _add_log_level(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    run = sub.add_parser("run", help="one cycle: fetch, store, analyse, render, deliver")
-    run.add_argument("--config", required=True, type=Path, help="TOML configuration file")
+    run = _command(
+        sub, "run", "one cycle: fetch, store, analyse, render, deliver",
+        ["drs-report run --config config.toml",
+         "drs-report run --config config.toml --dry-run --out preview/",
+         "drs-report run --config config.toml --job 9a470239-2308-4bb5-a6bc-1040402fjb21"],
+        [EXIT_OK, EXIT_NO_REPORT, EXIT_USAGE, EXIT_DELIVERY_FAILED, EXIT_NOTHING_READ,
+         EXIT_BUSY],
+        "credentials come from $HUAWEICLOUD_SDK_AK and $HUAWEICLOUD_SDK_SK "
+        "(and $HUAWEICLOUD_SDK_SECURITY_TOKEN for temporary ones)")
+    run.add_argument("--config", required=True, type=Path, metavar="FILE",
+                     help="TOML configuration file (required)")
     run.add_argument("--force", action="store_true",
                      help="send digests and alerts even if this period's were already sent")
     run.add_argument("--dry-run", action="store_true",
-                     help="render and show what would go where; send nothing")
+                     help="read the DRS API and the history, then say what a real run would "
+                          "send or skip, and why; store, claim, send and write nothing "
+                          "(report files only with --out)")
     run.add_argument("--mode", choices=["digest", "alert"], action="append", dest="modes",
-                     help="deliver only to channels of this mode (repeatable)")
+                     help="deliver only to channels of this mode; repeatable "
+                          "(default: every channel)")
     run.add_argument("--job", action="append", dest="job_ids", metavar="JOB_ID",
-                     help="only this configured job (repeatable)")
+                     help="only this configured job id; repeatable. A narrowed run sends "
+                          "nothing and leaves alert and digest state alone (default: every job)")
+    run.add_argument("--out", type=Path, default=None, metavar="DIR",
+                     help="write report.html/.md/.txt/.json here instead of report.output_dir "
+                          "(default: report.output_dir; a dry run writes none without it)")
 
-    demo = sub.add_parser("demo", help="the whole cycle against the embedded DRS emulator")
-    demo.add_argument("--out", type=Path, default=Path("drs-report-demo"),
-                      help="directory for the reports and the SQLite file "
-                           "(default: ./drs-report-demo)")
+    demo = _command(
+        sub, "demo", "a simulated day of readings against the embedded DRS emulator",
+        ["drs-report demo --out ./drs-report-demo"],
+        [(EXIT_OK, "the day's reports were written"), EXIT_NO_REPORT, EXIT_USAGE],
+        "it prints the configuration it wrote and the two commands that use it again")
+    demo.add_argument("--out", type=Path, default=Path("drs-report-demo"), metavar="DIR",
+                      help="directory for the reports, config.toml and history.db")
+    demo.add_argument("--port", type=_port, default=8080,
+                      help="port for the demo's emulator, and for the one the printed "
+                           "command starts (a busy port: any free one)")
 
-    emu = sub.add_parser("emulator", help="serve the DRS emulator (or, with --obs, the OBS "
-                                          "emulator) over HTTP")
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8080)
+    emu = _command(
+        sub, "emulator", "serve the DRS emulator (or, with --obs, the OBS one) over HTTP until "
+        "interrupted",
+        ["drs-report emulator --port 8080", "drs-report emulator --obs --port 9000"],
+        [(EXIT_OK, "stopped by Ctrl-C or SIGTERM"), EXIT_USAGE],
+        "at start it prints the URL, the project id, the key it accepts and the job ids")
+    emu.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emu.add_argument("--port", type=_port, default=8080,
+                     help="port to listen on; 0 picks a free one")
     emu.add_argument("--ak", default=None,
-                     help=f"access key to accept (default: ${environment.AK})")
+                     help=f"access key to accept (default: ${environment.AK}, else the "
+                          "built-in demo key)")
     emu.add_argument("--sk", default=None,
-                     help=f"secret key to accept (default: ${environment.SK})")
-    emu.add_argument("--project-id", default=None, help="project id to serve")
-    emu.add_argument("--scenario", type=Path, default=None,
+                     help=f"secret key to accept (default: ${environment.SK}, else the "
+                          "built-in demo key's)")
+    emu.add_argument("--project-id", default=None,
+                     help="project id to serve (default: 5237e10fe9aa4ad5b16b6a5245248314)")
+    emu.add_argument("--scenario", type=Path, default=None, metavar="FILE",
                      help="scenario TOML file (default: the built-in demo fleet)")
+    emu.add_argument("--start", default=None, metavar="TIME",
+                     help="wall-clock time of the scenario's minute 0, e.g. "
+                          "2026-11-21T08:00:00Z; `demo` prints the one its day began at "
+                          "(default: now)")
     emu.add_argument("--obs", action="store_true",
                      help="serve the OBS emulator instead: PUT/GET/HEAD/DELETE of objects, "
                           "path-style (http://HOST:PORT/BUCKET/KEY), signed with --ak/--sk")
     emu.add_argument("--bucket", action="append", dest="buckets", metavar="BUCKET",
-                     help="with --obs: a bucket to serve (repeatable; default drs-report)")
+                     help="with --obs: a bucket to serve; repeatable (default: drs-report)")
 
-    hist = sub.add_parser("history", help="the stored snapshots of one job, newest last")
-    hist.add_argument("--config", required=True, type=Path)
-    hist.add_argument("--job", required=True, dest="job_id", metavar="JOB_ID")
-    hist.add_argument("--since", default="7d",
-                      help="how far back, a positive duration: 90m, 12h, 7d, 2w (default 7d)")
-    hist.add_argument("--format", choices=["json", "table"], default="table")
+    hist = _command(
+        sub, "history", "the stored readings of one job, newest last",
+        ["drs-report history --config config.toml --job 9a470239-2308-4bb5-a6bc-1040402fjb21 "
+         "--since 12h"],
+        [(EXIT_OK, "readings printed (none in the window is not an error)"),
+         (EXIT_NO_REPORT, "the history could not be read"), EXIT_USAGE])
+    hist.add_argument("--config", required=True, type=Path, metavar="FILE",
+                      help="TOML configuration file (required)")
+    hist.add_argument("--job", required=True, dest="job_id", metavar="JOB_ID",
+                      help="the job's DRS id (required)")
+    hist.add_argument("--since", default="7d", metavar="DURATION",
+                      help="how far back, a positive number with a unit: s, m, h, d or w, "
+                           "e.g. 90m, 12h, 7d, 2w")
+    hist.add_argument("--format", choices=["json", "table"], default="table",
+                      help="json (the API's field names) or a table")
 
-    db = sub.add_parser("db", help="database maintenance")
+    db_codes: list[int | tuple[int, str]] = [
+        (EXIT_OK, "the schema is up to date"),
+        (EXIT_NO_REPORT, "the database could not be reached or migrated"), EXIT_USAGE]
+    db = _command(sub, "db", "database maintenance",
+                  ["drs-report db upgrade --config config.toml"], db_codes)
     db_sub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", parser_class=_Parser)
-    upgrade = db_sub.add_parser("upgrade", help="create or migrate the schema")
-    upgrade.add_argument("--config", required=True, type=Path)
+    upgrade = _command(db_sub, "upgrade", "create or migrate the schema (run does it too)",
+                       ["drs-report db upgrade --config config.toml"], db_codes)
+    upgrade.add_argument("--config", required=True, type=Path, metavar="FILE",
+                         help="TOML configuration file (required)")
 
-    serve = sub.add_parser(
-        "serve", help="serve chat-ops commands and the report archive over HTTP",
-        description="Serve the HTTP side locally: /chat/slack, /chat/dingtalk, /chat/feishu "
-        "(chat-ops commands) and /reports, /jobs/JOB_ID (the report archive), configured "
-        "by the [web] section. Prints 'listening on http://HOST:PORT'; stops on SIGTERM or "
-        "Ctrl-C.",
-        epilog="example: drs-report serve --config config.toml --port 8080\n\n"
-        "exit codes: 0 stopped; 2 bad configuration, or the port cannot be used",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    serve.add_argument("--config", required=True, type=Path, help="TOML configuration file")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080,
-                       help="port to listen on, 0 for any free one (default: 8080)")
+    serve = _command(
+        sub, "serve", "serve chat-ops commands and the report archive over HTTP",
+        ["drs-report serve --config config.toml --port 8080"],
+        [(EXIT_OK, "stopped by Ctrl-C or SIGTERM"),
+         (EXIT_USAGE, "bad configuration, or the port cannot be used")],
+        "/chat/slack, /chat/dingtalk and /chat/feishu answer chat-ops commands; /reports and "
+        "/jobs/JOB_ID are the report archive; configured by [web]. It prints "
+        "'listening on http://HOST:PORT'")
+    serve.add_argument("--config", required=True, type=Path, metavar="FILE",
+                       help="TOML configuration file (required)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_port, default=8080,
+                       help="port to listen on; 0 picks a free one")
 
-    pkg = sub.add_parser(
-        "package", help="build the deployable FunctionGraph zip",
-        description="Build the FunctionGraph zip: index.py, drs_report, the dependencies at "
-        "the versions of the committed lock for --python, their bytecode and the templates "
-        "compiled by that Python (python3.X on PATH or pyenv; without one the zip has "
-        "neither), and the checked --config as config.toml. The same sources give the same "
-        "bytes.")
+    pkg = _command(
+        sub, "package", "build the deployable FunctionGraph zip",
+        ["drs-report package --config config.toml --python 3.12 --output drs-report.zip"],
+        [(EXIT_OK, "the zip was built"), (EXIT_NO_REPORT, "the zip could not be built"),
+         (EXIT_USAGE, "bad flag, or the --config file is wrong (the run's own one-line error)")],
+        "the zip holds index.py, drs_report, the dependencies at the versions of the committed "
+        "lock for --python, their bytecode and the templates compiled by that Python "
+        "(python3.X on PATH or pyenv; without one the zip has neither), and the checked "
+        "--config as config.toml; the same sources give the same bytes")
     pkg.add_argument("--output", type=Path, default=Path("drs-report-function.zip"),
-                     help="where to write the zip (default: ./drs-report-function.zip)")
+                     help="where to write the zip")
     pkg.add_argument("--python", default="3.12", choices=["3.10", "3.12"],
-                     help="FunctionGraph runtime to build for: Python3.12 (default) or "
-                          "Python3.10; must match the function's runtime")
+                     help="FunctionGraph runtime to build for: Python3.12 or Python3.10; must "
+                          "match the function's runtime")
     pkg.add_argument("--platform", default="manylinux2014_x86_64",
                      help="wheel platform; FunctionGraph runs x86_64 Linux, so only "
-                          "manylinux2014_x86_64 (the default)")
+                          "manylinux2014_x86_64")
     pkg.add_argument("--config", type=Path, default=None, metavar="FILE",
                      help="check FILE as a run would (a bad file fails the build with the "
                           "run's one-line error), list the ${NAME}s it needs at run time, "
-                          "and pack it as config.toml beside index.py")
+                          "and pack it as config.toml beside index.py (default: no config in "
+                          "the zip)")
     return parser
 
 
@@ -147,10 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        level = args.log_level or os.environ.get(environment.LOG_LEVEL, "INFO")
-        if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError("--log-level", f"{level!r} is not DEBUG, INFO, WARNING or ERROR")
-        logs.configure(level)
+        level, libraries = parse_log_level(
+            args.log_level or os.environ.get(environment.LOG_LEVEL, "INFO"))
+        logs.configure(level, libraries=libraries)
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
@@ -183,14 +335,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "demo":
         from drs_report.demo import run_demo
 
-        return run_demo(args.out)
+        return run_demo(args.out, port=args.port)
     if command == "emulator":
         if args.obs:
-            return _serve_obs(args)
-        from drs_report.emulator.server import serve
+            from drs_report.emulator.cli import serve_obs
 
+            return serve_obs(host=args.host, port=args.port, ak=args.ak, sk=args.sk,
+                             buckets=args.buckets or ["drs-report"])
+        from drs_report.emulator.cli import parse_start, serve
+
+        start = parse_start(args.start) if args.start else None
         return serve(host=args.host, port=args.port, ak=args.ak, sk=args.sk,
-                     project_id=args.project_id, scenario=args.scenario)
+                     project_id=args.project_id, scenario=args.scenario, start=start)
     if command == "history":
         from drs_report.config import load_settings
 
@@ -226,60 +382,55 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise ConfigError("", f"unknown command {command!r}; see --help")
 
 
-def _serve_obs(args: argparse.Namespace) -> int:
-    import signal
-    import threading
+def _credentials() -> Any:
+    from drs_report.secrets import credentials_from_environment
 
-    from drs_report.emulator import DEMO_AK, DEMO_SK
-    from drs_report.emulator.obs import ObsEmulator
-
-    emulator = ObsEmulator(ak=args.ak or os.environ.get(environment.AK) or DEMO_AK,
-                           sk=args.sk or os.environ.get(environment.SK) or DEMO_SK,
-                           security_token=os.environ.get(environment.SECURITY_TOKEN) or None,
-                           buckets=args.buckets or ["drs-report"], host=args.host,
-                           port=args.port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    try:
-        emulator.start()
-    except OSError as e:
-        raise ConfigError("--port", f"cannot listen on {args.host}:{args.port}: "
-                          f"{e.strerror or e}; choose another --port (0 picks a free one) "
-                          "or --host") from None
-    try:
-        print(f"listening on {emulator.url}", flush=True)
-        stop.wait()
-    finally:
-        emulator.stop()
-    print("stopped", file=sys.stderr)
-    return EXIT_OK
+    credentials = credentials_from_environment(os.environ)
+    if credentials is not None:
+        return credentials
+    ak = os.environ.get(environment.AK, "").strip()
+    sk = os.environ.get(environment.SK, "").strip()
+    if ak and not sk:
+        raise ConfigError(environment.SK, f"is not set, but {environment.AK} is; export the "
+                                          "secret key of that access key")
+    if sk and not ak:
+        raise ConfigError(environment.AK, f"is not set, but {environment.SK} is; export the "
+                                          "access key that secret key belongs to")
+    raise ConfigError(environment.AK, f"no credentials; export {environment.AK} and "
+                                      f"{environment.SK} (and {environment.SECURITY_TOKEN} "
+                                      "for temporary credentials)")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from drs_report.config import load_settings
-    from drs_report.pipeline import run_cycle
-    from drs_report.secrets import credentials_from_environment
+    from drs_report.config import check_output_dir, load_settings
+    from drs_report.pipeline import run_cycle, scoped_jobs
 
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
     settings = load_settings(args.config)
-    credentials = credentials_from_environment(os.environ)
-    if credentials is None:
-        raise ConfigError(environment.AK, f"no credentials; export {environment.AK} and "
-                                          f"{environment.SK} (and {environment.SECURITY_TOKEN} "
-                                          "for temporary credentials)")
+    if args.job_ids:
+        scoped_jobs(settings, args.job_ids)  # an unknown --job is a usage error up front
+    credentials = _credentials()
     started = time.monotonic()
     result = run_cycle(settings, credentials, trigger="cli", force=args.force,
-                       dry_run=args.dry_run, job_ids=args.job_ids, modes=args.modes)
+                       dry_run=args.dry_run, job_ids=args.job_ids, modes=args.modes,
+                       output_dir=args.out)
     counts = result.report.counts()
-    summary = ", ".join(f"{n} {h.lower()}" for h, n in counts.items() if n)
-    log.info("run %s finished in %.1fs: %s", result.run_id, time.monotonic() - started,
-             summary or "no jobs")
+    summary = ", ".join(f"{n} {h.lower()}" for h, n in counts.items() if n) or "no jobs"
+    cause = result.cause()
+    kind = "dry run" if args.dry_run else f"run {result.run_id}"
+    log.info("%s finished in %.1fs: %s%s", kind, time.monotonic() - started, summary,
+             f"; {cause}" if cause else "")
     for fmt, path in result.outputs.items():
         print(f"{fmt}: {path}")
+    if args.dry_run and not result.outputs:
+        print("dry run: no report files written (add --out DIR to write them)")
     for outcome in result.deliveries:
         print(outcome.describe())
     if result.partial:
         print("note: the time budget ran out; the report is partial", file=sys.stderr)
+    if result.nothing_read:
+        print(f"drs-report: error: {cause}", file=sys.stderr)
     return result.exit_code
 
 

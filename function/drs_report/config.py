@@ -24,6 +24,14 @@ from drs_report.secrets import Secret
 
 T = TypeVar("T")
 
+
+class FromEnvironment(str):
+    """Text that came from the environment (DRS_REPORT_* or a ${NAME} reference).
+
+    The environment only holds text, so numbers and booleans may arrive as text from there;
+    the same text typed in the file ("60" in quotes) is a type error, as in TOML.
+    """
+
 # DRS ids are 8-4-4-4-12 of [0-9a-z]; the docs' own examples are not hex (`...1040402fjb21`).
 JOB_ID_RE = re.compile(r"^[0-9a-z]{8}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{12}$")
 PROJECT_ID_RE = re.compile(r"^[0-9a-zA-Z]{16,64}$")
@@ -256,16 +264,44 @@ def _apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> None:
         if not name.startswith(environment.SETTING_PREFIX):
             continue
         rest = name[len(environment.SETTING_PREFIX) :].lower()
+        matched = False
         for section in _ENV_SECTIONS:
             if rest.startswith(section + "_"):
                 key = rest[len(section) + 1 :]
                 if key in _SECTION_KEYS[section]:
+                    matched = True
                     table = data.setdefault(section, {})
                     if isinstance(table, dict):
-                        table[key] = value
+                        table[key] = FromEnvironment(value)
                 break
+        if not matched:
+            _warn_unknown_variable(name)
     if environment.PROJECT_ID in env:
         data.setdefault("drs", {}).setdefault("project_id", env[environment.PROJECT_ID])
+
+
+def setting_variables() -> list[str]:
+    """Every DRS_REPORT_* name drs-report reads: one per scalar setting, and its own."""
+    names = [f"{environment.SETTING_PREFIX}{section.upper()}_{key.upper()}"
+             for section in _ENV_SECTIONS for key in _SECTION_KEYS[section]]
+    names += [value for value in vars(environment).values()
+              if isinstance(value, str) and value.startswith(environment.SETTING_PREFIX)
+              and value != environment.SETTING_PREFIX]
+    return names
+
+
+def _warn_unknown_variable(name: str) -> None:
+    """A DRS_REPORT_* variable that sets nothing is a typo more often than not: say so."""
+    known = setting_variables()
+    if name in known:
+        return
+    import logging
+
+    hint = difflib.get_close_matches(name, known, n=1)
+    fix = f"did you mean {hint[0]}?" if hint else \
+        "the names are DRS_REPORT_<SECTION>_<KEY>, e.g. DRS_REPORT_STORE_URL"
+    logging.getLogger("drs_report.config").warning(
+        "environment variable %s matches no setting and is ignored; %s", name, fix)
 
 
 def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
@@ -317,6 +353,13 @@ class _Reader:
 
     def check_unknown(self, allowed: tuple[str, ...], extra: tuple[str, ...] = ()) -> None:
         for name in self.table:
+            if name not in allowed and name not in extra and self.path and name in _TOP_KEYS:
+                # TOML puts every key after [drs] into [drs]: `jobs = "all"` there means the
+                # line is below the table header, not that [drs] has a jobs key.
+                raise ConfigError(self.key(name), f"{name} belongs at the top of the file, "
+                                                  "before the first [table] (every key below "
+                                                  f"[{self.path.split('[')[0]}] is part of "
+                                                  "it); move the line up")
             if name not in allowed and name not in extra:
                 hint = difflib.get_close_matches(name, allowed + extra, n=1)
                 fix = f"did you mean '{hint[0]}'?" if hint else f"known keys: {', '.join(allowed)}"
@@ -342,6 +385,10 @@ class _Reader:
         value = self.raw(name)
         if value is None:
             return default
+        if isinstance(value, str) and not isinstance(value, FromEnvironment):
+            kind = "a whole number" if integer else "a number"
+            raise ConfigError(self.key(name), f"expected {kind}, got the string {value!r}; "
+                                              f"write it without quotes: {name} = {value}")
         if isinstance(value, str):  # from ${ENV} or DRS_REPORT_* variables
             try:
                 value = int(value) if integer else float(value)
@@ -362,8 +409,13 @@ class _Reader:
         value = self.raw(name)
         if value is None:
             return default
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        if isinstance(value, FromEnvironment) and value.lower() in (
+                "true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            raise ConfigError(self.key(name), f"expected true or false, got the string "
+                                              f"{value!r}; write it without quotes: "
+                                              f"{name} = {value.lower()}")
         if not isinstance(value, bool):
             raise ConfigError(self.key(name), f"expected true or false, got {_type_name(value)}")
         return value
@@ -397,7 +449,10 @@ def expand_env(value: str, env: Mapping[str, str], key: str) -> str:
         raise ConfigError(key, f"environment variable {name} is not set; export it or "
                                f"write ${{{name}:-default}}")
 
-    return ENV_REF_RE.sub(replace, value)
+    expanded = ENV_REF_RE.sub(replace, value)
+    if isinstance(value, FromEnvironment) or expanded != value or ENV_REF_RE.search(value):
+        return FromEnvironment(expanded)
+    return expanded
 
 
 def parse_settings(
@@ -405,6 +460,12 @@ def parse_settings(
 ) -> Settings:
     top = _Reader(dict(data), "", env)
     top.check_unknown(_TOP_KEYS)
+    for section in (*_ENV_SECTIONS, "discovery"):
+        # A top-level key (jobs = "all") written below a [table] header lands in that table;
+        # say so before "jobs is required" sends the reader looking elsewhere.
+        table = data.get(section)
+        if isinstance(table, dict):
+            _Reader(table, section, env).check_unknown(_SECTION_KEYS[section])
     base_dir = source.parent if source is not None else Path.cwd()
     in_functiongraph = bool(env.get(environment.CODE_ROOT))
     # The code directory is read-only in FunctionGraph: what we write goes under /tmp.
@@ -572,6 +633,43 @@ def _check_url_password(url: str, key: str) -> None:
                                "postgresql+psycopg://USER:PA%40SS@HOST/DB")
 
 
+# SQLAlchemy's drivers for PostgreSQL, and where each comes from.
+_POSTGRES_DRIVERS = {
+    "psycopg": "pip install 'drs-report[postgresql]'",
+    "psycopg2": "pip install psycopg2-binary, or use postgresql+psycopg:// with "
+                "pip install 'drs-report[postgresql]'",
+    "pg8000": "pip install pg8000, or use postgresql+psycopg:// with "
+              "pip install 'drs-report[postgresql]'",
+}
+
+
+def _check_store_url(url: str, key: str) -> str:
+    """The mistakes SQLAlchemy would report in its own words, said with the fix."""
+    match = re.match(r"^sqlite(\+\w+)?://([^/].*)$", url)
+    if match:
+        # sqlite://FILE reads FILE as a host: SQLAlchemy's "Invalid SQLite URL".
+        scheme = url.split("://", 1)[0]
+        raise ConfigError(key, f"{url!r} has two slashes; a SQLite file needs three: "
+                               f"{scheme}:///{match.group(2)} (four for an absolute path)")
+    match = re.match(r"^postgresql(?:\+(\w+))?://", url)
+    if match is None:
+        return url
+    driver = match.group(1)
+    if driver is None:
+        # SQLAlchemy's default for postgresql:// is psycopg2; we ship psycopg 3.
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        driver = "psycopg"
+    if driver not in _POSTGRES_DRIVERS:
+        raise ConfigError(key, f"unknown PostgreSQL driver {driver!r}; use "
+                               "postgresql+psycopg://USER:PASSWORD@HOST/DB")
+    try:
+        __import__(driver)
+    except ImportError:
+        raise ConfigError(key, f"PostgreSQL needs the {driver} driver, which is not "
+                               f"installed; {_POSTGRES_DRIVERS[driver]}") from None
+    return url
+
+
 def _parse_store(r: _Reader, base_dir: Path, *, region: str = "cn-north-4",
                  in_functiongraph: bool = False) -> StoreConfig:
     r.check_unknown(_SECTION_KEYS["store"])
@@ -581,6 +679,7 @@ def _parse_store(r: _Reader, base_dir: Path, *, region: str = "cn-north-4",
         raise ConfigError(r.key("url"), "expected sqlite:///FILE or "
                                         "postgresql+psycopg://USER:PASSWORD@HOST/DB")
     _check_url_password(url, r.key("url"))
+    url = _check_store_url(url, r.key("url"))
     sync = r.string("sync")
     ephemeral = r.boolean("ephemeral", False)
     sqlite = url.startswith("sqlite")
@@ -625,6 +724,33 @@ def _check_time_zone(value: str, key: str) -> str:
     return value
 
 
+def check_output_dir(path: Path, key: str) -> None:
+    """A directory, or a path one can be made at (its nearest existing parent a directory)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "is a file" if candidate == path else f"is under the file {candidate}"
+                raise ConfigError(key, f"{path} {where}; give a directory for the reports")
+            return
+
+
+def _check_templates(directory: Path, key: str) -> None:
+    """Syntax errors in the user's templates, found before anything is fetched."""
+    from jinja2 import Environment, TemplateSyntaxError
+
+    parser = Environment(autoescape=True)
+    for path in sorted(directory.rglob("*.j2")):
+        name = path.relative_to(directory).as_posix()
+        try:
+            parser.parse(path.read_text(encoding="utf-8"), name=name, filename=str(path))
+        except TemplateSyntaxError as e:
+            message = " ".join(str(e.message or e).split()).rstrip(".")
+            raise ConfigError(key, f"{name} line {e.lineno}: {message}; fix the template"
+                              ) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(key, f"cannot read {name}: {e}") from None
+
+
 def _parse_report(r: _Reader, base_dir: Path, *, write_dir: Path | None = None
                   ) -> ReportConfig:
     r.check_unknown(_SECTION_KEYS["report"])
@@ -632,8 +758,12 @@ def _parse_report(r: _Reader, base_dir: Path, *, write_dir: Path | None = None
     templates_dir = (base_dir / templates) if templates else None
     if templates_dir is not None and not templates_dir.is_dir():
         raise ConfigError(r.key("templates_dir"), f"{templates} is not a directory")
+    if templates_dir is not None:
+        _check_templates(templates_dir, r.key("templates_dir"))
+    output_dir = (write_dir or base_dir) / r.string("output_dir", "reports/out")
+    check_output_dir(output_dir, r.key("output_dir"))
     return ReportConfig(
-        output_dir=(write_dir or base_dir) / r.string("output_dir", "reports/out"),
+        output_dir=output_dir,
         templates_dir=templates_dir,
         title=r.string("title"),
         trend_hours=r.number("trend_hours", 24.0, minimum=1),
@@ -783,7 +913,7 @@ def _wrap_secret(value: Any) -> Any:
 
 
 def _validate_channel_options(ctype: str, options: dict[str, Any], key: str) -> dict[str, Any]:
-    """Each channel type checks its own keys (channels/ owns them); imported only here."""
-    from drs_report.channels import validate_options
+    """Each channel type's keys are declared in channel_options, below config and channels."""
+    from drs_report.channel_options import validate_options
 
     return validate_options(ctype, options, key)

@@ -9,9 +9,12 @@ At least once, folded: each message has an idempotency key, claimed in the store
 sending, so an overlapping or re-invoked run skips what another run sent or is sending; a
 copy can still go out twice when a receiver took it without confirming, and every copy
 carries the key (Message-ID, Idempotency-Key) for receivers to fold. `force` sends again
-under a fresh key; `dry_run` renders and describes, sends and records nothing. Transient
-failures (DeliveryError.permanent False) are retried with backoff within the run's
-deadline, except after the whole message was handed over; every attempt is recorded.
+under a fresh key. `dry_run` plans exactly as a real run would, asks the store whether the
+key was sent already (without claiming it) and says "would send" or "would skip: <why>"; it
+sends and records nothing. A scoped run (run --job) sends nothing: its report covers some
+jobs only, so a digest or alert from it would read as the fleet's. Transient failures
+(DeliveryError.permanent False) are retried with backoff within the run's deadline, except
+after the whole message was handed over; every attempt is recorded.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from drs_report import logs
-from drs_report.analysis import Health, ProblemChanges, Report, diff_problems
+from drs_report.analysis import Health, Report, diff_problems
 from drs_report.config import ChannelConfig, Settings
 from drs_report.errors import DeliveryError
+from drs_report.message import Message
 from drs_report.secrets import Credentials
 
 if TYPE_CHECKING:
@@ -40,20 +44,6 @@ log = logs.get_logger("delivery")
 
 # The longest Retry-After a run waits for; a receiver asking for more is left to the next run.
 MAX_RETRY_AFTER = 60.0
-
-
-@dataclass
-class Message:
-    """What a channel sends: the report, its renderings, and (for alerts) what changed."""
-
-    report: Report
-    rendered: Mapping[str, str]
-    kind: str  # digest | alert
-    changes: ProblemChanges | None = None
-    language: str = "en-us"
-    # The delivery's idempotency key: the email's Message-ID and the webhooks'
-    # Idempotency-Key header are derived from it, so receivers can fold copies.
-    idempotency_key: str | None = None
 
 
 @dataclass
@@ -89,7 +79,7 @@ def deliver(
     rendered: Mapping[str, str],
     settings: Settings,
     store: Store,
-    run_id: int,
+    run_id: int | None,
     *,
     now: datetime,
     deadline: float | None,
@@ -98,10 +88,19 @@ def deliver(
     credentials: Credentials | None,
     modes: Sequence[str] | None = None,
     session: requests.Session | None = None,
+    scoped: bool = False,
 ) -> list[DeliveryOutcome]:
+    """Deliver on every channel; `run_id` is None only for a dry run."""
     outcomes = []
     for config in settings.channels:
         if modes and config.mode not in modes:
+            continue
+        if scoped:
+            outcome = DeliveryOutcome(
+                config.name, config.type, config.mode, "dry-run" if dry_run else "skipped",
+                ("would skip: " if dry_run else "") + _SCOPED_SKIP)
+            log.info("%s", outcome.describe())
+            outcomes.append(outcome)
             continue
         try:
             outcome = _deliver_one(config, report, rendered, settings, store, run_id, now=now,
@@ -114,6 +113,10 @@ def deliver(
         log.log(30 if outcome.failed else 20, "%s", outcome.describe())
         outcomes.append(outcome)
     return outcomes
+
+
+_SCOPED_SKIP = ("a run narrowed to some jobs (--job) sends nothing; its report would read as "
+                "the whole fleet's, and the alert state and the day's digest stay as they are")
 
 
 @dataclass
@@ -147,7 +150,8 @@ def _plan(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
             changes.reminder = critical
     if changes.empty():
         return "no change in problems since the last alert"
-    current = report.problem_map()
+    # Problems of jobs we could not read this time stay in the alert state as they were.
+    current = {**changes.carried, **report.problem_map()}
     problems = tuple(f"{k}={v}" for k, v in sorted(current.items()))
     fingerprint = hashlib.sha256("\n".join(problems).encode()).hexdigest()[:32]
     # The key names the state we move from and the state we move to, so a re-invoked run
@@ -160,8 +164,24 @@ def _plan(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
                  message=Message(report, rendered, "alert", changes, language=language))
 
 
+def _already_sent(store: Store, config: ChannelConfig, key: str) -> bool:
+    """Whether a real run would find `key` sent, asked of the store without claiming it.
+
+    The newest sent claim of the channel and mode answers it, unless a forced send came
+    after it; then the recorded attempts say whether `key` itself went out.
+    """
+    last = store.last_sent(config.name, config.mode)
+    if last is None:
+        return False
+    if last.idempotency_key == key:
+        return True
+    if last.idempotency_key.startswith(f"{key}:force:"):
+        return any(a["idempotency_key"] == key and a["ok"] for a in store.attempts())
+    return False
+
+
 def _deliver_one(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
-                 settings: Settings, store: Store, run_id: int, *, now: datetime,
+                 settings: Settings, store: Store, run_id: int | None, *, now: datetime,
                  deadline: float | None, force: bool, dry_run: bool,
                  credentials: Credentials | None,
                  session: requests.Session | None) -> DeliveryOutcome:
@@ -173,15 +193,21 @@ def _deliver_one(config: ChannelConfig, report: Report, rendered: Mapping[str, s
     plan = _plan(config, report, rendered, settings, store, now)
     if isinstance(plan, str):
         if not force:
-            outcome.reason = plan
+            outcome.status = "dry-run" if dry_run else "skipped"
+            outcome.reason = f"would skip: {plan}" if dry_run else plan
             return outcome
         plan = _Plan(key=f"{config.mode}:{config.name}:forced",
                      message=Message(report, rendered, config.mode, language=report.language))
     if dry_run:
         outcome.status = "dry-run"
+        if not force and _already_sent(store, config, plan.key):
+            outcome.reason = f"would skip: already sent ({plan.key})"
+            return outcome
         outcome.size = channel.preview_size(plan.message)
         outcome.reason = f"would send the {plan.message.kind} (key {plan.key})"
         return outcome
+    if run_id is None:
+        raise ValueError("a real delivery needs the run's id")
     key = f"{plan.key}:force:{run_id}" if force else plan.key
     if not store.claim_delivery(key, run_id=run_id, channel=config.name, mode=config.mode,
                                 now=now):

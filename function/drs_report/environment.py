@@ -36,3 +36,11 @@ FUNCTIONGRAPH_TMP = "/tmp/drs-report"
 
 # The tests' PostgreSQL server (documented in README); else 127.0.0.1:5432.
 TEST_POSTGRES_URL = "DRS_REPORT_TEST_POSTGRES_URL"
+
+# The test suite's own switches (README, Tests): fail instead of skipping; rewrite goldens.
+TEST_CI = "DRS_REPORT_CI"
+TEST_UPDATE_GOLDEN = "DRS_REPORT_UPDATE_GOLDEN"
+
+# The URN of the SMN topic the Terraform module creates, set in the function's user data; a
+# config refers to it as topic_urn = "${DRS_REPORT_SMN_TOPIC_URN}".
+SMN_TOPIC_URN = "DRS_REPORT_SMN_TOPIC_URN"

@@ -9,10 +9,11 @@ event as a manual, on-demand invocation (its own keys are read as overrides). Ov
     {"force": true}    {"dry_run": true}
 
 It never raises: every outcome is a JSON-serialisable summary with a `status` of "ok",
-"delivery_failed", "config_error", "error" or "busy" (another run holds the synced store's
-lease: nothing fetched or sent), so the function's monitoring shows what happened and a bad
-configuration is not retried by the platform as if it were transient. Each invocation ends
-with one summary line in the function's log.
+"delivery_failed", "nothing_read" (no job could be read: keys, project or endpoint),
+"config_error", "error" or "busy" (another run holds the synced store's lease: nothing
+stored or sent), so the function's monitoring shows what happened and a bad configuration
+is not retried by the platform as if it were transient. Each invocation ends with one
+summary line in the function's log.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from drs_report import environment, logs
 from drs_report.errors import ConfigError, DrsReportError
-from drs_report.secrets import Credentials, credentials_from_environment
+from drs_report.secrets import agency_credentials, credentials_from_environment
 from drs_report.store.lease import StoreBusy
 
 log = logs.get_logger("function")
@@ -188,17 +189,6 @@ class FunctionEnvironment(Mapping[str, str]):
         return len(set(self._base) | set(self._user_data))
 
 
-def agency_credentials(context: Any) -> Credentials | None:
-    """Temporary credentials of the function's agency, if it has one."""
-    try:
-        ak = context.getSecurityAccessKey()
-        sk = context.getSecuritySecretKey()
-        token = context.getSecurityToken()
-    except AttributeError:
-        return None
-    if not ak or not sk:
-        return None
-    return Credentials.of(str(ak), str(sk), str(token) if token else None)
 
 
 class ContextLogHandler(logging.Handler):
@@ -339,7 +329,7 @@ def _run(event: Any, context: Any, environ: FunctionEnvironment, code_dir: Path 
                        force=invocation.force, dry_run=invocation.dry_run,
                        job_ids=invocation.job_ids, modes=invocation.modes)
     summary = result.summary()
-    summary["status"] = "delivery_failed" if result.delivery_failed else "ok"
+    summary["status"] = result.status  # ok, delivery_failed or nothing_read
     return summary
 
 

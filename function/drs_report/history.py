@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TextIO
 
 from drs_report.config import Settings
-from drs_report.pipeline import EXIT_OK
+from drs_report.errors import ConfigError
+from drs_report.pipeline import EXIT_OK, sqlite_file
 
 _COLUMNS = [
     ("taken_at", 20), ("transfer_status", 24), ("progress", 8), ("incre_trans_delay", 9),
@@ -19,6 +20,11 @@ def show_history(settings: Settings, job_id: str, *, since_seconds: float,
                  output_format: str, out: TextIO) -> int:
     from drs_report.store import Store
 
+    path = sqlite_file(settings.store.url)
+    if path is not None and not path.is_file():
+        # Reading must not create: an empty new file would hide a wrong path.
+        raise ConfigError("store.url", f"no history at {path} (the file does not exist); "
+                                       "check [store] url, or run `drs-report run` first")
     store = Store.open(settings.store.url)
     try:
         store.upgrade()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from drs_report.secrets import Redactor
 
 LOGGER_NAME = "drs_report"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The libraries we drive: at DEBUG they would drown our lines (SQLAlchemy alone writes most
+# of a DEBUG run), so they stay at WARNING unless named, e.g. --log-level DEBUG,sqlalchemy=DEBUG.
+LIBRARIES = ("urllib3", "sqlalchemy", "alembic", "huaweicloudsdkcore")
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
@@ -61,8 +65,13 @@ def install(handler: logging.Handler) -> None:
         handler.addFilter(_filter)
 
 
-def configure(level: str | int = "INFO", *, stream: object = None) -> logging.Handler:
-    """CLI logging: to stderr, redacted, with the level from the flag or environment."""
+def configure(level: str | int = "INFO", *, stream: object = None,
+              libraries: Mapping[str, str | int] | None = None) -> logging.Handler:
+    """CLI logging: to stderr, redacted, with the level from the flag or environment.
+
+    `level` is drs-report's own; each library in LIBRARIES logs at WARNING unless
+    `libraries` names it (any other logger named there is set the same way).
+    """
     import sys
 
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)  # type: ignore[arg-type]
@@ -72,13 +81,19 @@ def configure(level: str | int = "INFO", *, stream: object = None) -> logging.Ha
     root.handlers = [handler]
     root.setLevel(level if isinstance(level, int) else level.upper())
     root.propagate = False
-    # The libraries we drive log URLs and headers at DEBUG; route them through the filter too.
-    for name in ("urllib3", "sqlalchemy", "alembic", "huaweicloudsdkcore"):
+    asked = dict(libraries or {})
+    # The libraries log URLs and headers at DEBUG; route them through the filter too.
+    for name in dict.fromkeys([*LIBRARIES, *asked]):
+        if name == LOGGER_NAME:
+            continue
         lib = logging.getLogger(name)
         lib.handlers = [handler]
         lib.propagate = False
-        # Libraries speak only of warnings, unless the user asked for DEBUG.
-        lib.setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
+        wanted = asked.get(name, logging.WARNING)
+        lib.setLevel(wanted if isinstance(wanted, int) else wanted.upper())
+    if LOGGER_NAME in asked:
+        wanted = asked[LOGGER_NAME]
+        root.setLevel(wanted if isinstance(wanted, int) else wanted.upper())
     return handler
 
 

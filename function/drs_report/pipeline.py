@@ -3,19 +3,29 @@
 The CLI (`drs-report run`, `demo`) and the FunctionGraph handler both call `run_cycle`.
 Only the client, the store and the channels touch the outside world, and each is handed
 in (or built here from settings), so tests pass real local servers.
+
+Two narrower kinds of run:
+    scoped (job_ids)  reads, stores and reports only those jobs; its report is not kept as
+                      the fleet's "previous report", and it sends nothing, so the fleet's
+                      alert state and the day's digest stay as they were
+    dry run           reads the DRS API and the store, writes nothing anywhere (no
+                      readings, no claims, no report files unless `output_dir` is given)
+                      and says what a real run would send or skip, and why
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drs_report import logs
-from drs_report.config import Settings
+from drs_report.config import JOB_ID_RE, JobConfig, Settings
+from drs_report.errors import ConfigError, DrsReportError
 from drs_report.secrets import Credentials
 
 if TYPE_CHECKING:
@@ -36,10 +46,15 @@ EXIT_OK = 0
 EXIT_NO_REPORT = 1
 EXIT_USAGE = 2
 EXIT_DELIVERY_FAILED = 3
-EXIT_BUSY = 5  # another run holds the store's lease: nothing fetched or sent
+EXIT_NOTHING_READ = 4  # every job unread: wrong keys or project, endpoint unreachable
+EXIT_BUSY = 5  # another run holds the store's lease: nothing stored or sent
 
 # A lease without a hard deadline to expire with (a CLI run) lasts this long.
 DEFAULT_LEASE_SECONDS = 900.0
+
+# previous_report(before_run_id=...) for a dry run, which has no run id: the latest report.
+_AFTER_EVERY_RUN = 2**62
+_LISTED_IDS = 3  # ids named in an unknown-job error before "and N more"
 
 
 @dataclass
@@ -60,11 +75,38 @@ class RunResult:
         return any(d.failed for d in self.deliveries)
 
     @property
+    def nothing_read(self) -> bool:
+        return self.report.read_failures.nothing_read
+
+    @property
     def exit_code(self) -> int:
+        if self.nothing_read:
+            return EXIT_NOTHING_READ
         return EXIT_DELIVERY_FAILED if self.delivery_failed else EXIT_OK
 
+    @property
+    def status(self) -> str:
+        """The FunctionGraph summary's status (and the run's outcome in the store)."""
+        if self.nothing_read:
+            return "nothing_read"
+        return "delivery_failed" if self.delivery_failed else "ok"
+
+    def cause(self) -> str | None:
+        """One line on why jobs could not be read, when they share one failure."""
+        failures = self.report.read_failures
+        if not failures.unread and not failures.nothing_read:
+            return None
+        shared = failures.shared_cause
+        if failures.nothing_read:
+            return logs.redact("nothing could be read: " + (
+                shared or f"{len(failures.causes)} different failures, see the report"))
+        jobs = f"{failures.unread} job{'s' if failures.unread != 1 else ''}"
+        return logs.redact(f"{jobs} could not be read: " + (
+            shared or f"{len(failures.causes)} different failures, see the report"))
+
     def summary(self) -> dict[str, Any]:
-        return {
+        summary = {
+            "status": self.status,
             "run_id": self.run_id,
             "counts": self.report.counts(),
             "jobs": len(self.report.jobs),
@@ -75,6 +117,39 @@ class RunResult:
             "duration_seconds": round(self.duration_seconds, 3),
             "sync": self.sync,
         }
+        if self.nothing_read:
+            summary["error"] = self.cause()
+        return summary
+
+
+def scoped_jobs(settings: Settings, job_ids: Sequence[str], key: str = "--job"
+                ) -> tuple[JobConfig, ...]:
+    """The configured jobs a scoped run is narrowed to; an unknown id is a usage error."""
+    if settings.discovery.enabled:
+        # The project's jobs are only known by listing them; take any well-formed id.
+        for job_id in job_ids:
+            if not JOB_ID_RE.match(job_id):
+                raise ConfigError(key, f"{job_id!r} is not a DRS job id (8-4-4-4-12 lowercase "
+                                       "letters and digits); with jobs = \"all\" give the "
+                                       "ids of the project's jobs")
+        return tuple(JobConfig(id=job_id, auto_compare=settings.discovery.compare_jobs_auto)
+                     for job_id in dict.fromkeys(job_ids))
+    by_id = {j.id: j for j in settings.jobs}
+    for job_id in job_ids:
+        if job_id in by_id:
+            continue
+        named = [j for j in settings.jobs if j.name and j.name.lower() == job_id.lower()]
+        if named:
+            raise ConfigError(key, f"{job_id!r} is the name of a job; give its id: "
+                                   f"{key} {named[0].id}")
+        known = [f"{j.id} ({j.name})" if j.name else j.id
+                 for j in settings.jobs[:_LISTED_IDS]]
+        more = len(settings.jobs) - len(known)
+        listed = ", ".join(known) + (f" and {more} more" if more > 0 else "")
+        raise ConfigError(key, f"{job_id!r} is not a configured job; the configuration "
+                               f"has {listed}")
+    wanted = set(job_ids)
+    return tuple(j for j in settings.jobs if j.id in wanted)
 
 
 def run_cycle(
@@ -90,13 +165,16 @@ def run_cycle(
     dry_run: bool = False,
     job_ids: Sequence[str] | None = None,
     modes: Sequence[str] | None = None,
+    output_dir: Path | None = None,
 ) -> RunResult:
     """Fetch, store, analyse, render and deliver once.
 
     `deadline` is a `time.monotonic()` value: fetching stops `settings.run.safety_margin_seconds`
     before it, and what was fetched is stored, reported (marked partial) and delivered.
-    `job_ids` narrows the configured jobs (a FunctionGraph `user_event` override); `modes`
-    narrows the channels to those modes.
+    `now` is the run's time on a simulated clock (the demo): the readings are taken at it.
+    `job_ids` scopes the run to those jobs (run --job, a FunctionGraph override); `modes`
+    narrows the channels to those modes. `output_dir` replaces report.output_dir; a dry
+    run writes report files only there.
     """
     from drs_report.store import Store
 
@@ -106,15 +184,18 @@ def run_cycle(
     hard_deadline = deadline  # the platform's: a run still going then is killed
     if deadline is None and settings.run.time_budget_seconds is not None:
         deadline = started + settings.run.time_budget_seconds
-    check_writable(settings)
+    if not dry_run:  # a dry run writes nothing, so it needs no writable place
+        check_writable(settings)
     kwargs: dict[str, Any] = dict(
         trigger=trigger, deadline=deadline, now=now, session=session, force=force,
-        dry_run=dry_run, job_ids=job_ids, modes=modes, started=started)
+        dry_run=dry_run, job_ids=job_ids, modes=modes, started=started,
+        output_dir=output_dir)
     if store is not None:
         return _cycle(settings, credentials, store, **kwargs)
     if settings.store.sync:
         return _synced_cycle(settings, credentials, hard_deadline=hard_deadline, **kwargs)
-    opened = Store.open(settings.store.url)
+    opened = _open_for_dry_run(settings.store.url) if dry_run else \
+        Store.open(settings.store.url)
     try:
         return _cycle(settings, credentials, opened, **kwargs)
     finally:
@@ -156,65 +237,92 @@ def _cycle(
     job_ids: Sequence[str] | None,
     modes: Sequence[str] | None,
     started: float,
+    output_dir: Path | None,
     downsample: bool = False,
 ) -> RunResult:
-    from drs_report.analysis import analyse
+    from drs_report.analysis import analyse, narrow_previous
     from drs_report.client import DrsClient
     from drs_report.delivery import deliver
     from drs_report.render import render_all
 
     fetch_deadline = None if deadline is None else deadline - settings.run.safety_margin_seconds
     jobs = settings.jobs
+    discovery = settings.discovery
+    scope: tuple[str, ...] | None = None
     if job_ids:
-        wanted = set(job_ids)
-        jobs = tuple(j for j in jobs if j.id in wanted)
+        jobs = scoped_jobs(settings, job_ids, key="--job" if trigger == "cli" else "jobs")
+        scope = tuple(j.id for j in jobs)
+        discovery = replace(discovery, enabled=False)
 
-    store.upgrade()
-    with DrsClient(settings.drs, credentials, session=session) as client:
-        snapshot = client.fetch(jobs, settings.discovery, deadline=fetch_deadline)
-    if settings.store.ephemeral and settings.store.url.startswith("sqlite"):
-        snapshot.errors.append("history is not kept: store.ephemeral = true, and the SQLite "
-                               "file lives only as long as this function instance")
-    taken_at = snapshot.taken_at
-    current = now or datetime.now(timezone.utc)
-    run_id = store.begin_run(trigger=trigger, started_at=taken_at)
-    store.save_snapshot(run_id, snapshot)
-    history = store.history(
-        [j.job_id for j in snapshot.jobs],
-        since=current - timedelta(hours=settings.report.trend_hours),
-    )
-    previous = store.previous_report(before_run_id=run_id)
-    report = analyse(snapshot, history, previous, settings, now=current)
-    rendered = render_all(report, settings)
-    outputs = write_outputs(rendered, settings.report.output_dir)
-    store.save_reports(run_id, rendered)
-    deliveries = deliver(
-        report, rendered, settings, store, run_id,
-        now=current, deadline=deadline, force=force, dry_run=dry_run,
-        credentials=credentials, modes=modes,
-    )
-    result = RunResult(
-        run_id=run_id, report=report, outputs=outputs, deliveries=deliveries,
-        partial=snapshot.partial, errors=list(snapshot.errors),
-        duration_seconds=time.monotonic() - started,
-    )
-    store.finish_run(
-        run_id,
-        outcome="delivery_failed" if result.delivery_failed else "ok",
-        counts=report.counts(),
-        errors=[logs.redact(e) for e in result.errors],
-        partial=result.partial,
-        finished_at=datetime.now(timezone.utc),
-    )
-    store.prune(
-        retention_days=settings.store.retention_days,
-        report_retention_days=settings.store.report_retention_days,
-        batch_size=settings.store.prune_batch_size,
-        now=current,
-    )
-    if downsample:
-        store.downsample(now=current, trend_hours=settings.report.trend_hours)
-    return result
+    run_id: int | None = None
+    try:
+        if not dry_run:
+            store.upgrade()
+        with DrsClient(settings.drs, credentials, session=session) as client:
+            snapshot = client.fetch(jobs, discovery, deadline=fetch_deadline)
+        if now is not None:
+            snapshot.taken_at = now  # a simulated clock: the reading belongs to its time
+        if settings.store.ephemeral and settings.store.url.startswith("sqlite"):
+            snapshot.errors.append("history is not kept: store.ephemeral = true, and the "
+                                   "SQLite file lives only as long as this function instance")
+        current = now or datetime.now(timezone.utc)
+        if not dry_run:
+            run_id = store.begin_run(trigger=trigger, started_at=snapshot.taken_at)
+            store.save_snapshot(run_id, snapshot)
+        history = store.history(
+            [j.job_id for j in snapshot.jobs],
+            since=current - timedelta(hours=settings.report.trend_hours),
+        )
+        previous = store.previous_report(before_run_id=run_id or _AFTER_EVERY_RUN)
+        if scope is not None:
+            previous = narrow_previous(previous, scope)
+        report = analyse(snapshot, history, previous, settings, now=current, scope=scope)
+        rendered = render_all(report, settings)
+        outputs: dict[str, Path] = {}
+        if not dry_run or output_dir is not None:
+            outputs = write_outputs(rendered, output_dir or settings.report.output_dir)
+        if run_id is not None and scope is None:
+            # A scoped report is not the fleet's: the next full run compares with the last
+            # full one, so other jobs' problems neither vanish nor come back "new".
+            store.save_reports(run_id, rendered)
+        deliveries = deliver(
+            report, rendered, settings, store, run_id,
+            now=current, deadline=deadline, force=force, dry_run=dry_run,
+            credentials=credentials, modes=modes, scoped=scope is not None,
+        )
+        result = RunResult(
+            run_id=run_id, report=report, outputs=outputs, deliveries=deliveries,
+            partial=snapshot.partial, errors=list(snapshot.errors),
+            duration_seconds=time.monotonic() - started,
+        )
+        if run_id is not None:
+            store.finish_run(
+                run_id,
+                outcome=result.status,
+                counts=report.counts(),
+                errors=[logs.redact(e) for e in result.errors],
+                partial=result.partial,
+                finished_at=datetime.now(timezone.utc),
+            )
+            store.prune(
+                retention_days=settings.store.retention_days,
+                report_retention_days=settings.store.report_retention_days,
+                batch_size=settings.store.prune_batch_size,
+                now=current,
+            )
+            if downsample:
+                store.downsample(now=current, trend_hours=settings.report.trend_hours)
+        return result
+    except Exception as e:
+        if run_id is not None:
+            # The run row must not stay "running": close it as failed, saying why.
+            try:
+                store.finish_run(run_id, outcome="failed", counts={},
+                                 errors=[logs.redact(str(e))], partial=False,
+                                 finished_at=datetime.now(timezone.utc))
+            except DrsReportError:
+                log.debug("could not close run %s", run_id, exc_info=True)
+        raise
 
 
 def check_writable(settings: Settings) -> None:
@@ -223,7 +331,6 @@ def check_writable(settings: Settings) -> None:
     import os
 
     from drs_report import environment
-    from drs_report.errors import ConfigError
 
     places: list[tuple[str, Path]] = [("report.output_dir", settings.report.output_dir)]
     url = settings.store.url
@@ -243,16 +350,44 @@ def check_writable(settings: Settings) -> None:
                               ) from None
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a sqlite:///FILE URL (None for other databases and memory)."""
+    match = re.match(r"^sqlite(\+\w+)?:///(?!:memory:)([^?]+)", url)
+    return Path(match.group(2)) if match else None
+
+
+def _open_for_dry_run(url: str) -> Store:
+    """The store as it is, to read; a fresh empty one if there is none yet.
+
+    A dry run must not create the history it would only read: a SQLite file that does not
+    exist, or a database without the schema, reads as an empty history in memory.
+    """
+    from drs_report.store import Store
+
+    store = Store.open(url)
+    path = sqlite_file(store.url)
+    if (path is None or path.is_file()) and store.current_revision() is not None:
+        return store
+    store.close()
+    empty = Store.open("sqlite://")
+    empty.upgrade()
+    return empty
+
+
 def write_outputs(rendered: Mapping[str, str], output_dir: Path) -> dict[str, Path]:
     """Write each format atomically, so a reader never sees half a report."""
-    output_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for fmt, filename in REPORT_FILES.items():
-        if fmt not in rendered:
-            continue
-        target = output_dir / filename
-        tmp = target.with_name(f".{filename}.tmp")
-        tmp.write_text(rendered[fmt], encoding="utf-8")
-        tmp.replace(target)
-        written[fmt] = target
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for fmt, filename in REPORT_FILES.items():
+            if fmt not in rendered:
+                continue
+            target = output_dir / filename
+            tmp = target.with_name(f".{filename}.tmp")
+            tmp.write_text(rendered[fmt], encoding="utf-8")
+            tmp.replace(target)
+            written[fmt] = target
+    except OSError as e:
+        raise DrsReportError(f"cannot write the report to {output_dir}: "
+                             f"{e.strerror or e}; check report.output_dir (or --out)") from None
     return written

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from drs_report import __version__
-from drs_report.analysis import Health, Problem, ProblemChanges, Report
+from drs_report.analysis import Health, Problem, ProblemChanges, Report, split_key
 from drs_report.config import Settings
+from drs_report.errors import ConfigError, DrsReportError
 
 HTML_MAX_BYTES = 100 * 1024
 MARKDOWN_MAX_BYTES = 4096
@@ -44,10 +45,12 @@ _URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(//)")
 _WWW = re.compile(r"(?i)\bwww\.")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|!~{}()])")
 # Look-alikes (full-width forms and similar) that no chat app reads as markup.
+# Parentheses stay: with the brackets replaced no app can read "(...)" as a link target,
+# and a name such as "archive (full)" must keep its ordinary parentheses.
 _LOOKALIKE = str.maketrans({
     "[": "\uff3b", "]": "\uff3d", "<": "\u2039", ">": "\u203a", "`": "\u02cb",
     "*": "\u2217", "#": "\uff03", "|": "\uff5c", "~": "\uff5e", "@": "\uff20",
-    "(": "\uff08", ")": "\uff09", "!": "\u01c3", "\\": "\uff3c",
+    "!": "\u01c3", "\\": "\uff3c",
 })
 _SLACK_LOOKALIKE = {k: v for k, v in _LOOKALIKE.items() if k not in (ord("<"), ord(">"))}
 _FULLWIDTH_LOW_LINE = "\uff3f"
@@ -102,15 +105,21 @@ _ESCAPERS: dict[str, Callable[[Any], str]] = {
 
 @lru_cache(maxsize=4)
 def catalogue(language: str) -> dict[str, str]:
+    """The language's words, English filling gaps (but not English singular forms).
+
+    A key may have a singular form, `KEY.one`, used when the count `n` is 1: "1 job",
+    "2 jobs". Languages without plurals (zh-cn) define only KEY.
+    """
     text = resources.files("drs_report").joinpath(f"locales/{language}.json").read_text("utf-8")
     data: dict[str, str] = json.loads(text)
     if language != "en-us":
-        return {**catalogue("en-us"), **data}
+        english = {k: v for k, v in catalogue("en-us").items() if not k.endswith(".one")}
+        return {**english, **data}
     return data
 
 
 class Words:
-    """`t("reason.stalled", minutes=40)` in templates, in the report's language."""
+    """`t("reason.stalled", duration="40m")` in templates, in the report's language."""
 
     def __init__(self, language: str, time_zone: str) -> None:
         self.language = language
@@ -118,6 +127,9 @@ class Words:
         self.time_zone = time_zone
 
     def __call__(self, key: str, **params: Any) -> str:
+        count = params.get("n")
+        if isinstance(count, int) and not isinstance(count, bool) and count == 1:
+            key = f"{key}.one" if f"{key}.one" in self.messages else key
         template = self.messages.get(key, key)
         try:
             return template.format(**params)
@@ -149,10 +161,19 @@ class Words:
         return self.messages.get(f"state.{value}", str(value))
 
     def when(self, value: datetime) -> str:
+        """'2026-11-22 16:00 UTC+8': abbreviations such as CST mean several zones."""
         from zoneinfo import ZoneInfo
 
         local = value.astimezone(ZoneInfo(self.time_zone))
-        return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or self.time_zone)
+        return local.strftime("%Y-%m-%d %H:%M ") + utc_offset(local)
+
+    def problem_name(self, code: Any, compare_job_id: Any = None) -> str:
+        """A problem in a few words ('task failed'), for lists of what changed."""
+        name = self.messages.get(f"code.{code}", str(code))
+        if compare_job_id:
+            return self("problem_name.compare", compare=short_id(str(compare_job_id)),
+                        name=name)
+        return name
 
     def reason(self, problem: Problem, esc: Callable[[Any], str]) -> str:
         """The reason's sentence; API text in it goes through `esc`, our words do not."""
@@ -167,6 +188,10 @@ class Words:
                 values[key] = self.state(value)
             else:
                 values[key] = esc(value)
+        if isinstance(p.get("minutes"), (int, float)):
+            values["duration"] = self.duration(float(p["minutes"]) * 60)
+        if isinstance(p.get("rows"), int):
+            values["n"] = p["rows"]  # singular or plural
         values["compare"] = esc(short_id(problem.compare_job_id))
         return self(f"reason.{problem.code}", **values)
 
@@ -174,10 +199,41 @@ class Words:
     def detail(problem: Problem) -> str | None:
         """The service's own words for a problem (error code and message), if any."""
         p = problem.params
-        code, message = p.get("error_code"), p.get("error_msg") or p.get("message")
+        code, message = p.get("error_code"), p.get("error_msg")
         if code and message:
             return f"{code}: {message}"
         return str(message or code) if (message or code) else None
+
+    def growth(self, item: Mapping[str, Any], esc: Callable[[Any], str]) -> str:
+        """'inventory: incremental delay 7m 28s → 13m 38s'."""
+        job = esc(item.get("job_name") or item.get("job_id"))
+        if item.get("measure") == "delay":
+            return self("growth.delay", job=job, before=self.duration(item.get("before")),
+                        after=self.duration(item.get("after")))
+        return self("growth.inconsistent_rows", job=job,
+                    compare=esc(short_id(item.get("compare_job_id"))),
+                    before=item.get("before"), after=item.get("after"))
+
+
+def utc_offset(local: datetime) -> str:
+    """'UTC', 'UTC+8', 'UTC+5:30', 'UTC-3'."""
+    offset = local.utcoffset()
+    if not offset:
+        return "UTC"
+    minutes = round(offset.total_seconds() / 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+def trend_summary(points: Any, minimum: int = 3) -> dict[str, Any] | None:
+    """A delay trend worth drawing: at least `minimum` readings, with their span and range."""
+    measured = [(p.at, p.delay) for p in points if isinstance(p.delay, (int, float))]
+    if len(measured) < minimum:
+        return None
+    values = [float(v) for _, v in measured]
+    return {"values": values, "low": min(values), "high": max(values),
+            "span": (measured[-1][0] - measured[0][0]).total_seconds()}
 
 
 def short_id(value: str | None) -> str:
@@ -206,6 +262,8 @@ def environment(templates_dir: str | None) -> Any:
     env.filters["short_id"] = short_id
     env.filters["defang"] = lambda v: defang(plain(v))
     env.globals["Health"] = Health
+    env.globals["trend_summary"] = trend_summary
+    env.globals["split_key"] = split_key
     return env
 
 
@@ -218,6 +276,51 @@ def _context(report: Report, settings: Settings | None, language: str, **extra: 
         "project": settings.drs.project_id if settings else "",
         "title": report.title or words("title"), **extra,
     }
+
+
+def _render_template(env: Any, name: str, settings: Settings | None,
+                     context: Mapping[str, Any]) -> str:
+    """Render one template; its errors name the file and the line."""
+    from jinja2 import TemplateError
+
+    try:
+        return str(env.get_template(name).render(context))
+    except TemplateError as e:
+        raise template_error(e, name, settings) from None
+
+
+def template_error(error: Exception, name: str, settings: Settings | None) -> DrsReportError:
+    """'report.templates_dir: txt/report.txt.j2 line 3: 'x' is undefined; fix the template'.
+
+    A user's template is configuration (exit 2); a shipped one failing is our bug (exit 1).
+    """
+    import traceback
+
+    filename, line = getattr(error, "filename", None), getattr(error, "lineno", None)
+    if line is None:
+        # Jinja2 rewrites tracebacks so that template frames carry the template's lines.
+        for frame, lineno in traceback.walk_tb(error.__traceback__):
+            if frame.f_code.co_filename.endswith(".j2"):
+                filename, line = frame.f_code.co_filename, lineno
+    user_dir = _templates_dir(settings)
+    path = Path(filename) if filename else None
+    if path is None and user_dir is not None and (Path(user_dir) / name).is_file():
+        path = Path(user_dir) / name
+    shown, mine = name, False
+    for root, is_user in ((user_dir, True), (str(TEMPLATES_DIR), False)):
+        if root is None or path is None:
+            continue
+        try:
+            shown = str(path.resolve().relative_to(Path(root).resolve()))
+        except ValueError:
+            continue
+        mine = is_user
+        break
+    where = f"{shown} line {line}" if line else shown
+    message = " ".join(str(getattr(error, "message", None) or error).split()).rstrip(".")
+    if mine:
+        return ConfigError("report.templates_dir", f"{where}: {message}; fix the template")
+    return DrsReportError(f"template {where}: {message}")
 
 
 def _templates_dir(settings: Settings | None) -> str | None:
@@ -246,21 +349,21 @@ def render_all(report: Report, settings: Settings) -> dict[str, str]:
 
 
 # Folding ladders: each step shows less; the first that fits wins.
-_HTML_STEPS = [
-    {"sparklines": True, "healthy": "table", "max_problem_jobs": None},
-    {"sparklines": False, "healthy": "table", "max_problem_jobs": None},
-    {"sparklines": False, "healthy": "names", "max_problem_jobs": None},
-    {"sparklines": False, "healthy": "count", "max_problem_jobs": None},
+_HTML_STEPS: list[dict[str, Any]] = [
+    {"sparklines": True, "healthy": "table", "max_problem_jobs": None, "max_changes": None},
+    {"sparklines": False, "healthy": "table", "max_problem_jobs": None, "max_changes": None},
+    {"sparklines": False, "healthy": "names", "max_problem_jobs": None, "max_changes": 20},
+    {"sparklines": False, "healthy": "count", "max_problem_jobs": None, "max_changes": 5},
 ]
 
 
 def _render_html(report: Report, settings: Settings | None, language: str
                  ) -> tuple[str, str | None]:
     env = environment(_templates_dir(settings))
-    template = env.get_template("html/report.html.j2")
 
     def render(step: Mapping[str, Any]) -> str:
-        html = template.render(_context(report, settings, language, esc=text_inert, **step))
+        html = _render_template(env, "html/report.html.j2", settings,
+                                _context(report, settings, language, esc=text_inert, **step))
         return _inline_css(html)
 
     full = render(_HTML_STEPS[0])
@@ -274,10 +377,10 @@ def _render_html(report: Report, settings: Settings | None, language: str
     limit = len(report.problem_jobs)
     while limit > 1:
         limit //= 2
-        html = render({**_HTML_STEPS[-1], "max_problem_jobs": limit})
+        html = render({**_HTML_STEPS[-1], "max_problem_jobs": limit, "max_changes": 0})
         if len(html.encode()) <= HTML_MAX_BYTES:
             return html, full
-    return render({**_HTML_STEPS[-1], "max_problem_jobs": 1}), full
+    return render({**_HTML_STEPS[-1], "max_problem_jobs": 1, "max_changes": 0}), full
 
 
 def _inline_css(html: str) -> str:
@@ -288,8 +391,9 @@ def _inline_css(html: str) -> str:
 
 def _render_text(report: Report, settings: Settings | None, language: str) -> str:
     env = environment(_templates_dir(settings))
-    return str(env.get_template("txt/report.txt.j2").render(
-        _context(report, settings, language, esc=text_inert)))
+    return _render_template(env, "txt/report.txt.j2", settings,
+                            _context(report, settings, language, esc=text_inert,
+                                     max_changes=None))
 
 
 def render_chat(
@@ -306,29 +410,30 @@ def render_chat(
         raise ValueError(f"unknown chat dialect {dialect!r}")
     language = language or report.language
     env = environment(_templates_dir(settings))
-    template = env.get_template("chat/message.md.j2")
     esc = _ESCAPERS[dialect]
     slack = dialect == "slack"
 
-    def render(show_healthy: bool, max_problems: int | None) -> str:
+    def render(show_healthy: bool, max_problems: int | None, max_changes: int | None) -> str:
         problems = report.problems if max_problems is None else report.problems[:max_problems]
-        return str(template.render(_context(
+        return _render_template(env, "chat/message.md.j2", settings, _context(
             report, settings, language, esc=esc, dialect=dialect,
             bold=(lambda s: f"*{s}*") if slack else (lambda s: f"**{s}**"),
             heading=(lambda s: f"*{s}*") if slack else (lambda s: f"### {s}"),
             show_healthy=show_healthy, problems=problems,
             hidden_problems=len(report.problems) - len(problems), changes=changes,
-        ))).strip() + "\n"
+            max_changes=max_changes,
+        )).strip() + "\n"
 
-    for show_healthy in (True, False):
-        text = render(show_healthy, None)
+    # Healthy jobs fold first, then the lists of what changed, then the mildest problems.
+    for show_healthy, max_changes in ((True, None), (False, None), (False, 5), (False, 0)):
+        text = render(show_healthy, None, max_changes)
         if len(text.encode()) <= max_bytes:
             return text
     low, high = 0, len(report.problems)
-    best = render(False, 0)
+    best = render(False, 0, 0)
     while low <= high:  # the most problems that still fit
         middle = (low + high) // 2
-        text = render(False, middle)
+        text = render(False, middle, 0)
         if len(text.encode()) <= max_bytes:
             best, low = text, middle + 1
         else:

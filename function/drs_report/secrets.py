@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from drs_report import environment
 
@@ -73,6 +74,18 @@ def credentials_from_environment(environ: Mapping[str, str]) -> Credentials | No
         return None
     token = environ.get(environment.SECURITY_TOKEN, "").strip() or None
     return Credentials.of(ak, sk, token)
+
+def agency_credentials(context: Any) -> Credentials | None:
+    """Temporary credentials of the function's agency, if it has one."""
+    try:
+        ak = context.getSecurityAccessKey()
+        sk = context.getSecuritySecretKey()
+        token = context.getSecurityToken()
+    except AttributeError:
+        return None
+    if not ak or not sk:
+        return None
+    return Credentials.of(str(ak), str(sk), str(token) if token else None)
 
 
 class Redactor:

@@ -2,25 +2,27 @@
 
     REGISTRY[type] = "module:Class"
 
-Each channel class declares its keys (`KEYS`: name -> (kind, required, default)) so
-configuration errors name the key and the fix, and implements `send(message)` (raising
-DeliveryError with `permanent` set) and `describe_destination()` (secrets masked).
+Each channel type's keys (name -> (kind, required, default)) are declared in
+channel_options.py, where configuration checks them without importing this package; each
+channel class implements `send(message)` (raising DeliveryError with `permanent` set) and
+`describe_destination()` (secrets masked).
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from drs_report.channel_options import validate_options
 from drs_report.config import ChannelConfig, Settings
-from drs_report.errors import ConfigError
 from drs_report.secrets import Credentials
 
 if TYPE_CHECKING:
     import requests
 
     from drs_report.channels.base import Channel
+
+__all__ = ["REGISTRY", "channel_class", "load_channel", "validate_options"]
 
 REGISTRY: dict[str, str] = {
     "smtp": "drs_report.channels.smtp:SmtpChannel",
@@ -40,73 +42,6 @@ def channel_class(ctype: str) -> type[Channel]:
     module_name, _, class_name = REGISTRY[ctype].partition(":")
     cls: type[Channel] = getattr(importlib.import_module(module_name), class_name)
     return cls
-
-
-def validate_options(ctype: str, options: dict[str, Any], key: str) -> dict[str, Any]:
-    """Check a channel's own keys against its declaration; return them with defaults."""
-    cls = channel_class(ctype)
-    known = dict(cls.KEYS)
-    checked: dict[str, Any] = {}
-    for name, value in options.items():
-        if name not in known:
-            hint = difflib.get_close_matches(name, list(known), n=1)
-            fix = f"did you mean '{hint[0]}'?" if hint else \
-                f"{ctype} channels take {', '.join(sorted(known)) or 'no other keys'}"
-            raise ConfigError(f"{key}.{name}", f"unknown key; {fix}")
-        checked[name] = _check(value, known[name][0], f"{key}.{name}")
-    for name, (_kind, required, default) in known.items():
-        if name not in checked:
-            if required:
-                raise ConfigError(f"{key}.{name}", f"is required for {ctype} channels")
-            checked[name] = default
-    return cls.validate(checked, key)
-
-
-def _check(value: Any, kind: str, key: str) -> Any:
-    from drs_report.secrets import Secret
-
-    def fail(expected: str) -> ConfigError:
-        return ConfigError(key, f"expected {expected}")
-
-    if kind in ("str", "secret"):
-        raw = value.reveal() if isinstance(value, Secret) else value
-        if not isinstance(raw, str) or not raw.strip():
-            raise fail("a non-empty string")
-        return value
-    if kind == "url":
-        raw = value.reveal() if isinstance(value, Secret) else value
-        if not isinstance(raw, str) or not raw.startswith(("https://", "http://")):
-            raise fail("an http(s) URL, e.g. https://open.feishu.cn/open-apis/bot/v2/hook/...")
-        return value
-    if kind == "int":
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise fail("a whole number")
-        return value
-    if kind == "float":
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise fail("a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise fail("a positive number")
-        return float(value)
-    if kind == "bool":
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if not isinstance(value, bool):
-            raise fail("true or false")
-        return value
-    if kind == "list":
-        if isinstance(value, (str, Secret)):
-            value = [value]
-        if not isinstance(value, list) or not value or not all(
-                isinstance(v, (str, Secret)) for v in value):
-            raise fail("a list of strings")
-        return value
-    return value
 
 
 def load_channel(config: ChannelConfig, *, settings: Settings,

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from drs_report.channels.base import Channel, PermanentError, TransientError, reveal
-from drs_report.delivery import Message
-from drs_report.errors import ConfigError
+from drs_report.message import Message
 from drs_report.render import render_chat, render_subject
 
 
 class AppriseChannel(Channel):
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
-        "urls": ("list", True, None),
-        "max_bytes": ("int", False, 4096),
-        "language": ("str", False, None),
-    }
-
-    @classmethod
-    def validate(cls, options: dict[str, Any], key: str) -> dict[str, Any]:
-        try:
-            import apprise  # noqa: F401
-        except ImportError:
-            raise ConfigError(f"{key}.type", "apprise is not installed; pip install "
-                                             "'drs-report[apprise]'") from None
-        return options
-
     def describe_destination(self) -> str:
         schemes = sorted({reveal(u).split("://", 1)[0] for u in self.options["urls"]})
         return f"apprise ({', '.join(schemes)})"

@@ -18,14 +18,15 @@ from urllib.parse import urljoin, urlsplit
 
 from drs_report import logs, wire
 from drs_report.answers import decode_text
+from drs_report.channel_options import reveal
 from drs_report.config import ChannelConfig, Settings
 from drs_report.errors import DeliveryError
-from drs_report.secrets import Credentials, Secret
+from drs_report.secrets import Credentials
 
 if TYPE_CHECKING:
     import requests
 
-    from drs_report.delivery import Message
+    from drs_report.message import Message
 
 log = logs.get_logger("channels")
 
@@ -49,8 +50,8 @@ class PermanentError(DeliveryError):
         super().__init__(message, permanent=True)
 
 
-def reveal(value: Any) -> str:
-    return value.reveal() if isinstance(value, Secret) else str(value)
+__all__ = ["Channel", "PermanentError", "RateLimiter", "TransientError", "masked_url",
+           "reveal"]
 
 
 def idempotency_id(key: str) -> str:
@@ -92,9 +93,8 @@ class RateLimiter:
 
 
 class Channel:
-    """Base class. Subclasses set KEYS and implement send()."""
+    """Base class. Subclasses implement send(); their keys are in channel_options.py."""
 
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {}
     # (count, seconds) the vendor allows per destination, honoured across messages.
     RATE_LIMIT: ClassVar[tuple[int, float] | None] = None
 
@@ -105,10 +105,6 @@ class Channel:
         self.settings = settings
         self.credentials = credentials
         self._session = session
-
-    @classmethod
-    def validate(cls, options: dict[str, Any], key: str) -> dict[str, Any]:
-        return options
 
     def describe_destination(self) -> str:
         url = self.options.get("url")

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from drs_report.analysis import Health
 from drs_report.answers import MalformedAnswer, decode_json, decode_text
 from drs_report.channels.base import Channel, PermanentError, TransientError, reveal
-from drs_report.delivery import Message
+from drs_report.message import Message
 from drs_report.render import render_chat, render_subject
 
 
@@ -54,11 +54,6 @@ def _require_errcode_zero(vendor: str, content: bytes, transient: frozenset[int]
 class _ChatChannel(Channel):
     DIALECT: ClassVar[str] = "markdown"
     MAX_BYTES: ClassVar[int] = 4096  # of the Markdown text itself
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
-        "url": ("url", True, None),
-        "timeout": ("float", False, 10.0),
-        "language": ("str", False, None),
-    }
 
     def text(self, message: Message, max_bytes: int | None = None) -> str:
         return render_chat(message.report, dialect=self.DIALECT,
@@ -119,8 +114,6 @@ class FeishuChannel(_ChatChannel):
     DIALECT = "feishu"
     MAX_BYTES = 16 * 1024  # the whole body must stay under 20 KB
     RATE_LIMIT = (5, 1.0)
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
-        **_ChatChannel.KEYS, "secret": ("secret", False, None)}
     _TRANSIENT_CODES = frozenset({11232, 9499})  # frequency limited, server busy
 
     def payload_bytes(self, message: Message, timestamp: int | None = None) -> bytes:
@@ -165,8 +158,6 @@ class DingTalkChannel(_ChatChannel):
     DIALECT = "dingtalk"
     MAX_BYTES = 18000  # the robot takes about 20,000 bytes
     RATE_LIMIT = (20, 60.0)
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
-        **_ChatChannel.KEYS, "secret": ("secret", False, None)}
     _TRANSIENT_CODES = frozenset({130101, -1})  # sending too fast, system busy
 
     def signed_url(self, timestamp_ms: int | None = None) -> str:

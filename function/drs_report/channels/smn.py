@@ -8,41 +8,19 @@ entries, so email subscribers get the text report and SMS subscribers one line.
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
 from urllib.parse import quote
 
 from drs_report.answers import MalformedAnswer, decode_json
 from drs_report.channels.base import Channel, PermanentError, TransientError
-from drs_report.delivery import Message
-from drs_report.errors import ConfigError
+from drs_report.message import Message
 from drs_report.render import render_chat, render_subject
 from drs_report.signing import RequestSigner
 
 SUBJECT_MAX_BYTES = 512
 SMS_MAX_CHARS = 480
-# The Terraform module gives the function the URN of the topic it creates under this name;
-# the config refers to it as topic_urn = "${DRS_REPORT_SMN_TOPIC_URN}".
-TOPIC_URN_SETTING = "DRS_REPORT_SMN_TOPIC_URN"
 
 
 class SmnChannel(Channel):
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
-        "topic_urn": ("str", False, None),  # required; validate() says where it comes from
-        "region": ("str", False, None),
-        "project_id": ("str", False, None),
-        "endpoint": ("url", False, None),
-        "timeout": ("float", False, 10.0),
-        "language": ("str", False, None),
-    }
-
-    @classmethod
-    def validate(cls, options: dict[str, Any], key: str) -> dict[str, Any]:
-        if not options.get("topic_urn"):
-            raise ConfigError(f"{key}.topic_urn", "is required for smn channels; with the "
-                                                  "topic the Terraform module creates, write "
-                                                  f'topic_urn = "${{{TOPIC_URN_SETTING}}}"')
-        return options
-
     @property
     def endpoint(self) -> str:
         if self.options.get("endpoint"):

@@ -22,7 +22,7 @@ import ssl
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any, ClassVar
+from typing import Any
 
 from drs_report import logs, wire
 from drs_report.channels.base import (
@@ -33,8 +33,7 @@ from drs_report.channels.base import (
     reveal,
 )
 from drs_report.config import ChannelConfig
-from drs_report.delivery import Message
-from drs_report.errors import ConfigError
+from drs_report.message import Message
 from drs_report.render import render_chat, render_subject
 
 log = logs.get_logger("channels.smtp")
@@ -67,43 +66,6 @@ class _WatchedSMTPSSL(_WatchedSMTP, smtplib.SMTP_SSL):
 
 
 class SmtpChannel(Channel):
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
-        "host": ("str", True, None),
-        "port": ("int", False, None),
-        "security": ("str", False, "starttls"),
-        "username": ("str", False, None),
-        "password": ("secret", False, None),
-        "from": ("str", True, None),
-        "to": ("list", True, None),
-        "cc": ("list", False, []),
-        "timeout": ("float", False, 30.0),
-        "verify_tls": ("bool", False, True),
-        "ca_file": ("str", False, None),
-        "language": ("str", False, None),
-    }
-    _PORTS: ClassVar[dict[str, int]] = {"ssl": 465, "starttls": 587, "none": 25}
-
-    @classmethod
-    def validate(cls, options: dict[str, Any], key: str) -> dict[str, Any]:
-        security = str(options["security"]).lower()
-        if security not in cls._PORTS:
-            raise ConfigError(f"{key}.security", f"unknown value {security!r}; use ssl "
-                                                 "(port 465), starttls (587) or none")
-        options["security"] = security
-        if options["port"] is None:
-            options["port"] = cls._PORTS[security]
-        if (options["username"] is None) != (options["password"] is None):
-            raise ConfigError(f"{key}.password" if options["username"] else f"{key}.username",
-                              "username and password go together; set both or neither")
-        for field in ("to", "cc"):
-            for i, address in enumerate(options[field]):
-                if "@" not in reveal(address):
-                    raise ConfigError(f"{key}.{field}[{i}]",
-                                      f"{reveal(address)!r} is not an email address")
-        if "@" not in str(options["from"]):
-            raise ConfigError(f"{key}.from", f"{options['from']!r} is not an email address")
-        return options
-
     def __init__(self, config: ChannelConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         if self.options.get("username") and self.options.get("password") is not None:

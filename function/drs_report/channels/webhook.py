@@ -15,10 +15,9 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any, ClassVar
 
 from drs_report.channels.base import Channel, idempotency_id, reveal
-from drs_report.delivery import Message
+from drs_report.message import Message
 
 SIGNATURE_HEADER = "X-DRS-Report-Signature"
 TIMESTAMP_HEADER = "X-DRS-Report-Timestamp"
@@ -30,13 +29,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 class WebhookChannel(Channel):
-    KEYS: ClassVar[dict[str, tuple[str, bool, Any]]] = {
-        "url": ("url", True, None),
-        "secret": ("secret", False, None),
-        "timeout": ("float", False, 10.0),
-        "language": ("str", False, None),
-    }
-
     def payload_bytes(self, message: Message) -> bytes:
         data = message.report.to_json()
         data["kind"] = message.kind

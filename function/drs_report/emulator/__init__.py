@@ -4,12 +4,18 @@
         emu.url            # http://127.0.0.1:PORT
         emu.advance(600)   # ten simulated minutes later
         emu.set_faults(Faults(latency_ms=50, rate_limit=100))
+
+The clock: scenario time starts at `elapsed` seconds (default 0) and runs at `speed` times
+real time (0 stops it: only advance() moves it); `start` is the wall-clock time of the
+scenario's minute 0 (default: `elapsed` seconds ago), which the service's own timestamps
+(`process_time`) count from.
 """
 
 from __future__ import annotations
 
 import ssl
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
 
@@ -19,7 +25,8 @@ from drs_report.emulator.server import EmulatorHTTPServer, EmulatorState, Faults
 __all__ = ["DEMO_AK", "DEMO_PROJECT_ID", "DEMO_SK", "Emulator", "Faults", "Scenario",
            "generated_fleet", "load_scenario"]
 
-# Credentials the demo uses on both sides; they open nothing but the emulator.
+# Credentials the demo uses on both sides; they open nothing but the emulator, so they are
+# printed in full (`drs-report emulator`, `drs-report demo`) where a real key would be masked.
 DEMO_AK = "DEMOAKDRSREPORTEMULATOR0"
 DEMO_SK = "demo-sk-drs-report-emulator-not-a-real-secret"
 DEMO_PROJECT_ID = "5237e10fe9aa4ad5b16b6a5245248314"
@@ -39,10 +46,13 @@ class Emulator:
         speed: float = 1.0,
         faults: Faults | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        start: datetime | None = None,
+        elapsed: float = 0.0,
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.state = EmulatorState(self.scenario, keys={ak: sk}, project_id=project_id,
-                                   security_token=security_token, speed=speed, faults=faults)
+                                   security_token=security_token, speed=speed, faults=faults,
+                                   start=start, elapsed=elapsed)
         self._address = (host, port)
         self._ssl_context = ssl_context  # serve HTTPS, for the TLS verification tests
         self._server: EmulatorHTTPServer | None = None
@@ -96,6 +106,16 @@ class Emulator:
     def advance(self, seconds: float) -> None:
         """Move the scenario's clock forward without sleeping."""
         self.state.advance(seconds)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of scenario time since its minute 0."""
+        return self.state.elapsed()
+
+    def now(self) -> datetime:
+        """The scenario's wall-clock time: its minute 0 plus the elapsed scenario time."""
+        origin = datetime.fromtimestamp(self.state.epoch_ms / 1000, tz=timezone.utc)
+        return origin + timedelta(seconds=self.state.elapsed())
 
     def set_faults(self, faults: Faults) -> None:
         self.state.set_faults(faults)

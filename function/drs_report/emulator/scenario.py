@@ -2,17 +2,21 @@
 
 A scenario is a TOML file of `[[jobs]]`, each with optional `[[jobs.comparisons]]`. Every
 key is optional except `id`; README documents them. The state of a job at `t` seconds after
-the emulator started is computed, not stored, so any number of clients can ask at once.
+the scenario's minute 0 is computed, not stored, so any number of clients can ask at once.
+
+A job or comparison may change during the day: each `[[jobs.changes]]` (or
+`[[jobs.comparisons.changes]]`) has `at` (minutes) and new values for the spec's other
+keys, in force from then on (progress is still computed from minute 0).
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 FAILED_STATES = ("FULL_TRANSFER_FAILED", "INCRE_TRANSFER_FAILED", "CREATE_FAILED",
                  "START_JOB_FAILED", "RELEASE_RESOURCE_FAILED")
@@ -29,6 +33,10 @@ class ComparisonSpec:
     incremental: bool = True  # answer incre_info (dynamic comparison)
     log_point_frozen: bool = False
     not_found: bool = False  # answer 400 DRS.10000010
+    changes: tuple[tuple[float, dict[str, Any]], ...] = ()  # (at minute, new values)
+
+    def at(self, minutes: float) -> ComparisonSpec:
+        return _at(self, minutes)
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,8 @@ class JobSpec:
     task_mode: str = "FULL_INCR_TRANS"
     full_progress: float = 100.0  # percent at t=0
     full_rate: float = 10.0  # percent per minute until 100
-    stalled: bool = False  # progress and process_time frozen while FULL_TRANSFER_STARTED
+    stalled: bool = False  # progress and process_time frozen from the start
+    stall_at: float | None = None  # minutes: progress and process_time frozen from then on
     delay: float = 1.0  # incremental delay, seconds
     delay_swing: float = 0.0  # +- amplitude, seconds
     delay_period: float = 10.0  # minutes per swing
@@ -53,6 +62,27 @@ class JobSpec:
     rows_rate: int = 1200
     bytes_rate: int = 2_400_000
     comparisons: tuple[ComparisonSpec, ...] = ()
+    changes: tuple[tuple[float, dict[str, Any]], ...] = ()  # (at minute, new values)
+
+    def at(self, minutes: float) -> JobSpec:
+        return _at(self, minutes)
+
+    @property
+    def frozen_at(self) -> float | None:
+        """The minute progress stops moving, if it does."""
+        return 0.0 if self.stalled else self.stall_at
+
+
+S = TypeVar("S", "JobSpec", "ComparisonSpec")
+
+
+def _at(spec: S, minutes: float) -> S:
+    """The spec as it is at `minutes`: every change whose time has come, applied in order."""
+    values: dict[str, Any] = {}
+    for at, change in spec.changes:
+        if minutes >= at:
+            values.update(change)
+    return replace(spec, **values) if values else spec
 
 
 @dataclass
@@ -78,14 +108,34 @@ def _fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _changes(cls: type, items: Any) -> tuple[tuple[float, dict[str, Any]], ...]:
+    """`[[...changes]]` tables: `at` (minutes) and the keys that change then."""
+    fixed = {"id", "name", "comparisons", "changes"}
+    parsed = []
+    for item in items:
+        values = dict(item)
+        at = values.pop("at", None)
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0:
+            raise ValueError(f"a change in {cls.__name__} needs at = <minutes>")
+        if fixed & set(values):
+            raise ValueError(f"{sorted(fixed & set(values))} cannot change during a scenario")
+        parsed.append((float(at), _fields(cls, values)))
+    return tuple(sorted(parsed, key=lambda change: change[0]))
+
+
 def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     jobs = []
     for item in data.get("jobs", []):
         item = dict(item)
-        comps = tuple(ComparisonSpec(**_fields(ComparisonSpec, dict(c)))
-                      for c in item.pop("comparisons", []))
+        comps = []
+        for comp in item.pop("comparisons", []):
+            comp = dict(comp)
+            changes = _changes(ComparisonSpec, comp.pop("changes", []))
+            comps.append(ComparisonSpec(changes=changes, **_fields(ComparisonSpec, comp)))
+        changes = _changes(JobSpec, item.pop("changes", []))
         item.setdefault("name", item.get("id", "job"))
-        jobs.append(JobSpec(comparisons=comps, **_fields(JobSpec, item)))
+        jobs.append(JobSpec(comparisons=tuple(comps), changes=changes,
+                            **_fields(JobSpec, item)))
     return Scenario(jobs)
 
 
@@ -129,11 +179,11 @@ def _full_progress(start: float, rate: float, minutes: float) -> float:
 def job_state(job: JobSpec, t: float, epoch_ms: int) -> dict[str, Any]:
     """The QueryProgressResp of `job` at `t` seconds, numbers as strings like the service."""
     minutes = t / 60.0
+    job = job.at(minutes)
     failed = job.fail_at is not None and minutes >= job.fail_at
-    if job.stalled:
-        progress = job.full_progress
-    else:
-        progress = _full_progress(job.full_progress, job.full_rate, minutes)
+    frozen = job.frozen_at
+    moving = minutes if frozen is None else min(minutes, frozen)
+    progress = _full_progress(job.full_progress, job.full_rate, moving)
     incremental = progress >= 100.0 and job.task_mode != "FULL_TRANS"
     if failed:
         status = job.fail_status
@@ -148,7 +198,11 @@ def job_state(job: JobSpec, t: float, epoch_ms: int) -> dict[str, Any]:
         swing = job.delay_swing * math.sin(2 * math.pi * minutes / max(job.delay_period, 0.1))
         delay = max(0.0, job.delay + swing + job.delay_growth * minutes)
     remaining = 0 if progress >= 100 else int((100 - progress) / max(job.full_rate, 0.01) * 60)
-    process_ms = epoch_ms if job.stalled or failed else epoch_ms + int(t * 1000)
+    # The service's last progress update: it stops when the job stalls or fails.
+    if failed:
+        process_ms = epoch_ms + int(min(moving, job.fail_at or 0.0) * 60_000)
+    else:
+        process_ms = epoch_ms + int(moving * 60_000)
     result: dict[str, Any] = {
         "job_id": job.id,
         "progress": f"{progress:g}",
@@ -174,6 +228,7 @@ def job_state(job: JobSpec, t: float, epoch_ms: int) -> dict[str, Any]:
 def compare_state(comp: ComparisonSpec, t: float) -> dict[str, Any]:
     """The compare-progress answer of `comp` at `t` seconds (numbers as JSON numbers)."""
     minutes = t / 60.0
+    comp = comp.at(minutes)
     progress = _full_progress(comp.full_progress, comp.full_rate, minutes)
     recheck = comp.recheck_entities + int(comp.recheck_growth * minutes)
     answer: dict[str, Any] = {
@@ -199,6 +254,7 @@ def compare_state(comp: ComparisonSpec, t: float) -> dict[str, Any]:
 def job_listing(job: JobSpec, t: float) -> dict[str, Any]:
     """The JobListResp of `job` (GET /v5/{project_id}/jobs)."""
     state = job_state(job, t, 0)
+    job = job.at(t / 60.0)
     return {
         "id": job.id, "name": job.name, "status": state["transfer_status"],
         "description": "", "create_time": "1700000000000", "engine_type": job.engine_type,
@@ -211,6 +267,7 @@ def job_listing(job: JobSpec, t: float) -> dict[str, Any]:
 
 def compare_listing(comp: ComparisonSpec, t: float) -> dict[str, Any]:
     """The CompareJobInfo of `comp` (GET /v3/{project_id}/jobs/{job_id}/table/compare)."""
+    comp = comp.at(t / 60.0)
     done = _full_progress(comp.full_progress, comp.full_rate, t / 60.0) >= 100
     status = "INCRE_DOING" if comp.incremental else ("SUCCESSFUL" if done else "FULL_DOING")
     return {

@@ -16,16 +16,13 @@ from __future__ import annotations
 import json
 import random
 import re
-import signal
 import socket
 import struct
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -98,15 +95,19 @@ class EmulatorState:
     """What the handler threads share: scenario, clock, faults, counters."""
 
     def __init__(self, scenario: Scenario, *, keys: dict[str, str], project_id: str,
-                 security_token: str | None, speed: float, faults: Faults | None) -> None:
+                 security_token: str | None, speed: float, faults: Faults | None,
+                 start: datetime | None = None, elapsed: float = 0.0) -> None:
         self.scenario = scenario
         self.keys = keys
         self.project_id = project_id
         self.security_token = security_token
         self.speed = speed
         self.started = time.monotonic()
-        self.epoch_ms = int(time.time() * 1000)
-        self.offset = 0.0
+        # The wall-clock time of the scenario's minute 0, so the service's own timestamps
+        # (process_time) agree with the clock: by default `elapsed` seconds before now.
+        origin = start.timestamp() if start is not None else time.time() - elapsed
+        self.epoch_ms = int(origin * 1000)
+        self.offset = float(elapsed)
         self.lock = threading.Lock()
         self.requests_served = 0
         self.statuses: dict[int, int] = {}  # answers by HTTP status (0: reset or hang)
@@ -329,6 +330,7 @@ class Handler(BaseHTTPRequestHandler):
         results = []
         for job_id in jobs:
             spec = state.scenario.job(job_id)
+            spec = spec.at(t / 60.0) if spec is not None else None
             if job_id in state.faults.failing_jobs:
                 results.append({"job_id": job_id, "error_code": "DRS.00000500",
                                 "error_msg": "Internal error while querying the job."})
@@ -351,9 +353,10 @@ class Handler(BaseHTTPRequestHandler):
         if job_id in state.faults.failing_jobs:
             raise _error(500, "DRS.00000500", "Internal error while querying the comparison.")
         comp = state.scenario.comparison(job_id, compare_id)
-        if comp is None or comp.not_found:
+        t = state.elapsed()
+        if comp is None or comp.at(t / 60.0).not_found:
             raise _error(400, "DRS.10000010", "Task information not found.")
-        return compare_state(comp, state.elapsed())
+        return compare_state(comp, t)
 
     @staticmethod
     def _page(query: dict[str, list[str]], default_limit: int) -> tuple[int, int]:
@@ -401,51 +404,3 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: EmulatorState) -> None:
         self.state = state
         super().__init__(address, Handler)
-
-
-def serve(*, host: str, port: int, ak: str | None, sk: str | None, project_id: str | None,
-          scenario: Path | None) -> int:
-    """`drs-report emulator`: serve until interrupted."""
-    import os
-
-    from drs_report import environment
-    from drs_report.emulator import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, Emulator
-    from drs_report.emulator.scenario import load_scenario
-    from drs_report.errors import ConfigError
-
-    try:
-        fleet = load_scenario(scenario)
-    except OSError as e:
-        raise ConfigError("--scenario", f"cannot read {scenario}: {e.strerror or e}; "
-                          "give a scenario TOML file, or leave it out for the demo fleet"
-                          ) from None
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        # TOML syntax errors are ValueErrors; wrong keys or shapes surface as the others.
-        raise ConfigError("--scenario", f"{scenario} is not a valid scenario: {e}; "
-                          "see scenarios/demo.toml in the package for the format") from None
-    emulator = Emulator(
-        ak=ak or os.environ.get(environment.AK) or DEMO_AK,
-        sk=sk or os.environ.get(environment.SK) or DEMO_SK,
-        project_id=project_id or DEMO_PROJECT_ID,
-        security_token=os.environ.get(environment.SECURITY_TOKEN) or None,
-        scenario=fleet, host=host, port=port,
-    )
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        emulator.start()
-    except OSError as e:
-        raise ConfigError("--port", f"cannot listen on {host}:{port}: {e.strerror or e}; "
-                          "choose another --port (0 picks a free one) or --host") from None
-    try:
-        print(f"listening on {emulator.url}", flush=True)
-        stop.wait()
-    finally:
-        emulator.stop()
-    print("stopped", file=sys.stderr)
-    return 0

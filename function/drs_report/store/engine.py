@@ -31,6 +31,7 @@ IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter li
 # psycopg's and SQLite's words for "the database could not be reached or opened".
 _CONNECT_FAILURE = re.compile(
     r"connection failed|could not connect|connection refused|could not translate host"
+    r"|failed to resolve host"
     r"|unable to open database file|password authentication failed"
     r"|database \"[^\"]*\" does not exist",
     re.IGNORECASE)

@@ -91,8 +91,7 @@ def handle_apig(event: dict[str, Any], context: Any, environ: Any, *,
                 code_dir: Path | None = None) -> dict[str, Any]:
     """Never raises: a bad configuration is a 503 here and one line in the log."""
     from drs_report.errors import ConfigError
-    from drs_report.function import agency_credentials
-    from drs_report.secrets import credentials_from_environment
+    from drs_report.secrets import agency_credentials, credentials_from_environment
 
     try:
         app = _app(environ, code_dir)
