@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from drs_report import environment
 from drs_report.emulator import Emulator, Faults, generated_fleet
 from drs_report.errors import ConfigError
 from drs_report.function import FunctionEnvironment, parse_event
@@ -293,6 +294,10 @@ def test_in_functiongraph_sqlite_without_sync_is_a_config_error(
         emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIME_PROJECT_ID", PROJECT_ID)
     monkeypatch.setenv("RUNTIME_CODE_ROOT", str(tmp_path))
+    # The instance's /tmp/drs-report, private to this test (another process may use the real
+    # one at the same time).
+    instance_tmp = tmp_path / "instance-tmp" / "drs-report"
+    monkeypatch.setattr(environment, "FUNCTIONGRAPH_TMP", str(instance_tmp))
     write_config(tmp_path, emulator)
     summary = handle({}, FakeContext(), tmp_path)
     assert summary["status"] == "config_error"
@@ -305,7 +310,7 @@ def test_in_functiongraph_sqlite_without_sync_is_a_config_error(
     assert summary["status"] == "ok", summary
     assert any("history is not kept" in e for e in summary["errors"])
     # Relative paths went under /tmp, not into the code directory.
-    assert summary["outputs"]["html"] == "/tmp/drs-report/out/report.html"
+    assert summary["outputs"]["html"] == str(instance_tmp / "out" / "report.html")
     assert not (tmp_path / "out").exists()
 
 

@@ -214,6 +214,19 @@ def test_upgrade_from_the_first_revision_keeps_data(store_url: str) -> None:
     store.close()
 
 
+def test_a_schema_written_by_a_newer_drs_report_is_one_line_not_a_crash(store_url: str) -> None:
+    store = Store.open(store_url, in_functiongraph=False)
+    store.upgrade()
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError) as raised:
+        store.upgrade()
+    message = str(raised.value)
+    assert "schema revision 9999" in message and "upgrade drs-report" in message
+    assert "\n" not in message
+    store.close()
+
+
 def test_a_new_sqlite_file_switches_to_wal_while_another_process_writes(
         tmp_path: Path) -> None:
     # Another process created the file and is writing to it in the old journal mode; SQLite

@@ -125,6 +125,8 @@ class StoreBase:
         from alembic import command
         from alembic.config import Config
 
+        from alembic.util.exc import CommandError
+
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         try:
@@ -134,6 +136,14 @@ class StoreBase:
                 conn.commit()
         except SQLAlchemyError as e:
             raise self._fail("upgrading the schema", e) from None
+        except CommandError:
+            # The one way Alembic refuses a database it can reach: a revision it does not
+            # know, written by a newer drs-report.
+            found = self.current_revision()
+            raise StoreError(f"{self.masked_url(self.url)} is at schema revision {found}, "
+                             f"which this drs-report (schema {SCHEMA_HEAD}) does not know: a "
+                             "newer drs-report wrote it; upgrade drs-report, or point "
+                             "store.url at another database") from None
         log.info("schema at revision %s on %s", self.current_revision(),
                  self.masked_url(self.url))
 
