@@ -124,7 +124,6 @@ class StoreBase:
             return
         from alembic import command
         from alembic.config import Config
-
         from alembic.util.exc import CommandError
 
         config = Config()
