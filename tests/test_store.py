@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -26,7 +27,7 @@ from drs_report.models import (
     ProgressInfo,
     Snapshot,
 )
-from drs_report.store import Store
+from drs_report.store import SCHEMA_HEAD, Store
 from drs_report.store.schema import CompareSnapshot, JobSnapshot, RenderedReport, Run
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
@@ -194,23 +195,67 @@ def test_delivery_claims_are_exclusive(store: Store) -> None:
                                 now=T0)
 
 
+def _as_before(conn: Any, model: type, **values: Any) -> Any:
+    """A row written the way an older drs-report wrote it: only the columns it knew."""
+    return conn.execute(model.__table__.insert().values(**values)).inserted_primary_key[0]
+
+
 def test_upgrade_from_the_first_revision_keeps_data(store_url: str) -> None:
     store = Store.open(store_url, in_functiongraph=False)
     store.upgrade("0001")
     assert store.current_revision() == "0001"
-    run_id = save(store, T0)
-    store.save_reports(run_id, {"json": "{}"})
+    job = job_reading(0).job_id
+    with store.engine.begin() as conn:
+        run_id = _as_before(conn, Run, trigger="timer", started_at=T0, outcome="ok",
+                            partial=False, counts={}, errors=[], requests=1)
+        _as_before(conn, JobSnapshot, run_id=run_id, taken_at=T0, job_id=job, progress=42.0)
+        _as_before(conn, CompareSnapshot, run_id=run_id, taken_at=T0, job_id=job,
+                   compare_job_id="c1", position=0, has_full_info=True, has_incre_info=False,
+                   has_global_info=False, full_progress=7.0)
+        _as_before(conn, RenderedReport, run_id=run_id, format="json", created_at=T0,
+                   content='{"old": true}')
     with store.engine.connect() as conn:
         assert not store.engine.dialect.has_table(conn, "deliveries")
+    store.upgrade("0002")
+    with store.engine.begin() as conn:
+        # Two sends: the later one by its clock was sent first (the clock was wrong).
+        for key, sent_at in (("alert:chat:a", T0 + timedelta(hours=2)),
+                             ("alert:chat:b", T0 + timedelta(hours=1))):
+            conn.execute(text(
+                "INSERT INTO delivery_claims (idempotency_key, run_id, channel, mode, state, "
+                "claimed_at, sent_at) VALUES (:k, :r, 'chat', 'alert', 'sent', :t, :t)"),
+                {"k": key, "r": run_id, "t": sent_at})
+    if store.engine.dialect.name == "sqlite":  # the old rows as SQLAlchemy writes times
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE delivery_claims SET claimed_at = :a, sent_at = :a "
+                              "WHERE idempotency_key = 'alert:chat:a'"),
+                         {"a": "2026-11-20 10:00:00.000000"})
+            conn.execute(text("UPDATE delivery_claims SET claimed_at = :b, sent_at = :b "
+                              "WHERE idempotency_key = 'alert:chat:b'"),
+                         {"b": "2026-11-20 09:00:00.000000"})
     store.upgrade()
-    assert store.current_revision() == "0002"
-    assert count(store, JobSnapshot) == 4
-    assert store.report(run_id, "json") == "{}"
-    assert store.history([job_reading(0).job_id], since=T0)[job_reading(0).job_id]
-    store.record_attempt(run_id=run_id, channel="c", channel_type="smtp", mode="digest",
-                         idempotency_key="k", attempt=1, ok=True, permanent=False, error=None,
-                         at=T0)
-    assert store.attempts(run_id)[0]["ok"] is True
+    assert store.current_revision() == SCHEMA_HEAD
+    assert count(store, JobSnapshot) == 1
+    assert store.report(run_id, "json") == '{"old": true}'  # a plain row still reads
+    assert store.previous_report(before_run_id=run_id + 1) == {"old": True}
+    (taken_at, reading), = store.history([job], since=T0)[job]
+    assert reading.progress is not None and reading.progress.progress == 42.0
+    assert reading.comparisons[0].progress is not None
+    assert reading.comparisons[0].progress.full_info is not None
+    assert reading.comparisons[0].progress.full_info.progress == 7.0
+    # Claims from before are numbered in the order of their own times ...
+    last = store.last_sent("chat", "alert")
+    assert last is not None and last.idempotency_key == "alert:chat:a"
+    # ... and from now on the database's sequence orders them, whatever the clocks say.
+    assert store.claim_delivery("alert:chat:c", run_id=run_id, channel="chat", mode="alert",
+                                now=T0)
+    store.finish_delivery("alert:chat:c", sent=True, now=T0 - timedelta(days=1),
+                          problems=["c"])
+    last = store.last_sent("chat", "alert")
+    assert last is not None and last.idempotency_key == "alert:chat:c"
+    new_run = save(store, T0 + timedelta(minutes=5))
+    store.save_reports(new_run, {"json": '{"new": true}'})
+    assert store.report(new_run, "json") == '{"new": true}'
     store.close()
 
 
@@ -231,7 +276,7 @@ def test_a_new_sqlite_file_switches_to_wal_while_another_process_writes(
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         store.upgrade()
-        assert store.current_revision() == "0002"
+        assert store.current_revision() == SCHEMA_HEAD
         store.close()
     finally:
         releaser.join()
@@ -330,46 +375,103 @@ def test_a_throwaway_server_can_be_started_from_the_binaries() -> None:
     assert _answers(url) is None
     store = Store.open(url, in_functiongraph=False)
     store.upgrade()
-    assert store.current_revision() == "0002"
+    assert store.current_revision() == SCHEMA_HEAD
     store.close()
 
 
-def test_downsampling_thins_old_readings_and_keeps_the_trend_window(tmp_path: Path) -> None:
-    """Every 10 minutes for 10 days: full resolution within the trend window, hourly to
-    7 days, daily beyond; the trend window reads exactly as before, so stall detection,
-    ETA and trends see the same history."""
-    store = Store.open(f"sqlite:///{tmp_path / 'h.db'}", in_functiongraph=False)
+def _period(at: datetime, now: datetime) -> tuple[str, object]:
+    """The documented tiers, written out independently of the SQL that applies them."""
+    if at >= now - timedelta(hours=24):
+        return ("every", at)
+    if at >= now - timedelta(days=7):
+        return ("4h", (at.date(), at.hour // 4))
+    if at >= now - timedelta(days=31):
+        return ("day", at.date())
+    return ("week", at.date() - timedelta(days=at.weekday()))  # Monday to Sunday
+
+
+def test_downsampling_keeps_the_trend_window_and_thins_older_readings_by_tier(
+        tmp_path: Path) -> None:
+    """Every 10 minutes for two days, hourly for 43 days before: every reading within the
+    trend window, the latest per 4 hours to 7 days, per day to 31, per week beyond; raw
+    answers only of the newest run; report.html per run in the window and one a day
+    beyond, the other formats of the newest run only; the file gives its pages back."""
+    path = tmp_path / "h.db"
+    store = Store.open(f"sqlite:///{path}", in_functiongraph=False)
     store.upgrade()
     now = T0
-    start = now - timedelta(days=10)
-    at = start
-    while at <= now:
+    times = [now - timedelta(days=45) + timedelta(hours=h) for h in range(43 * 24)]
+    times += [now - timedelta(days=2) + timedelta(minutes=10 * m) for m in range(2 * 144 + 1)]
+    run_at: dict[int, datetime] = {}
+    for at in times:
         run_id = save(store, at)
-        store.save_reports(run_id, {"json": "{}"})
-        at += timedelta(minutes=10)
+        run_at[run_id] = at
+        store.save_reports(run_id, {"json": "{}", "html": f"<p>{run_id}</p>", "txt": "t"})
+    with store.engine.begin() as conn:  # each report made when its run ran
+        conn.execute(text("UPDATE reports SET created_at = (SELECT started_at FROM runs "
+                          "WHERE runs.id = reports.run_id)"))
     job = job_reading(1).job_id
     window = now - timedelta(hours=24)
     before = store.history([job], since=window)[job]
+    from drs_report.store.sync import checkpoint
+
+    checkpoint(path)
+    size_before = path.stat().st_size
     store.downsample(now=now, trend_hours=24)
     after = store.history([job], since=window)[job]
     assert [t for t, _ in after] == [t for t, _ in before]  # the trend window untouched
-    assert after[-1][1].progress is not None and after[-1][1].progress.raw  # raw kept there
-    everything = store.history([job], since=start - timedelta(days=1))[job]
-    older = [t for t, _ in everything if t < window]
-    hourly = [t for t in older if t >= now - timedelta(days=7)]
-    daily = [t for t in older if t < now - timedelta(days=7)]
-    assert len(hourly) == len({t.strftime("%Y%m%d%H") for t in hourly}) == 6 * 24
-    assert len(daily) == len({t.date() for t in daily}) == 4
-    assert all(r.progress is not None and not r.progress.raw
-               for t, r in everything if t < window)
-    # Comparisons go with their job's reading.
+    assert after[-1][1].progress is not None and after[-1][1].progress.raw  # the newest: raw
+    assert all(r.progress is not None and not r.progress.raw for _, r in after[:-1])
+    everything = [t for t, _ in store.history([job], since=times[0])[job]]
+    expected: dict[tuple[str, object], datetime] = {}
+    for at in times:  # the latest reading of each period
+        expected[_period(at, now)] = max(at, expected.get(_period(at, now), at))
+    assert everything == sorted(expected.values())
+    tiers = [k for k, _ in expected]
+    # 6 days of 6 periods; 24 days and the two part-days at their ends; the weeks before
+    assert tiers.count("4h") == 6 * 6 and tiers.count("day") == 25 and tiers.count("week") >= 2
     with store.engine.connect() as conn:
         orphans = conn.execute(text(
             "SELECT COUNT(*) FROM compare_snapshots c WHERE NOT EXISTS (SELECT 1 FROM "
             "job_snapshots j WHERE j.run_id = c.run_id AND j.job_id = c.job_id)")).scalar()
-        reports_old = conn.execute(text(
-            "SELECT COUNT(*) FROM reports WHERE created_at < :w"),
-            {"w": window.strftime("%Y-%m-%d %H:%M:%S.%f")}).scalar()
+        kept = {(run_id, fmt) for run_id, fmt in conn.execute(text(
+            "SELECT run_id, format FROM reports"))}
+        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
     assert orphans == 0
-    assert reports_old == 0  # reports age by their own clock (created now): all recent
+    newest = max(run_at)
+    assert {r for r, f in kept if f != "html"} == {newest}  # json and txt: the newest only
+    html = sorted(run_at[r] for r, f in kept if f == "html")
+    assert [t for t in html if t >= window] == [t for t in times if t >= window]
+    older_html = [t for t in html if t < window]
+    assert len(older_html) == len({t.date() for t in older_html})  # one a day beyond
+    assert len(older_html) == len({t.date() for t in times if t < window})
+    assert store.previous_report(before_run_id=newest + 1) == {}  # "what changed" still reads
+    checkpoint(path)
+    assert free == 0 and path.stat().st_size < size_before / 3
     store.close()
+
+
+def test_downsampling_and_pruning_never_trust_a_clock_far_ahead(store: Store) -> None:
+    """A run whose clock is 100 days ahead: pruning and downsampling measure age from the
+    stored readings, so the real history stays, its trend window at full resolution."""
+    for hours in range(48, 0, -1):
+        save(store, T0 - timedelta(hours=hours))
+    job = job_reading(1).job_id
+    future = T0 + timedelta(days=100)
+    ahead = save(store, future)
+    deleted = store.prune(retention_days=90, report_retention_days=30, batch_size=100,
+                          now=future, run_id=ahead)
+    assert deleted["job_snapshots"] == 0  # by its clock, every earlier reading is 100 days old
+    store.downsample(now=future, trend_hours=24, run_id=ahead)
+    kept = [t for t, _ in store.history([job], since=T0 - timedelta(days=3))[job]]
+    assert [t for t in kept if T0 - timedelta(hours=25) <= t < T0] == [
+        T0 - timedelta(hours=h) for h in range(25, 0, -1)]
+    assert future in kept
+    # A clock that agrees with the readings prunes as before (the future row does not
+    # move the reference either).
+    older = len([t for t in kept if t < T0 - timedelta(days=1)])
+    deleted = store.prune(retention_days=1, report_retention_days=1, batch_size=100,
+                          now=T0, run_id=None)
+    assert deleted["job_snapshots"] == older * 4 > 0
+    left = [t for t, _ in store.history([job], since=T0 - timedelta(days=3))[job]]
+    assert min(left) >= T0 - timedelta(days=1)

@@ -26,7 +26,7 @@ from drs_report.errors import StoreError
 
 log = logs.get_logger("store")
 
-SCHEMA_HEAD = "0002"  # the newest revision in store/migrations/versions
+SCHEMA_HEAD = "0004"  # the newest revision in store/migrations/versions
 IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
 # psycopg's and SQLite's words for "the database could not be reached or opened".
 _CONNECT_FAILURE = re.compile(
@@ -43,8 +43,27 @@ def utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-def _in_functiongraph() -> bool:
+def running_in_functiongraph() -> bool:
     return any(name in os.environ for name in environment.FUNCTIONGRAPH_MARKERS)
+
+
+def runtime_url(url: str, *, in_functiongraph: bool | None = None) -> str:
+    """The URL the store opens for `store.url` here: the one home of the rule that inside
+    FunctionGraph an SQLite file lives in /tmp (the only writable place there). The run's
+    store and the HTTP side's read-only copy both find the file through it."""
+    if in_functiongraph is None:
+        in_functiongraph = running_in_functiongraph()
+    if not url.startswith("sqlite") or not in_functiongraph:
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    database = parsed.database or "drs-report.db"
+    if database == ":memory:" or database.startswith("/tmp/"):
+        return url
+    return parsed.set(database=str(Path("/tmp") / Path(database).name)).render_as_string(
+        hide_password=False)
 
 
 class StoreBase:
@@ -70,9 +89,12 @@ class StoreBase:
         if engine is not None:
             return cls(engine, url)
         if in_functiongraph is None:
-            in_functiongraph = _in_functiongraph()
+            in_functiongraph = running_in_functiongraph()
         if url.startswith("sqlite") and in_functiongraph:
-            url = _sqlite_under_tmp(url)
+            url = runtime_url(url, in_functiongraph=True)
+            log.warning("SQLite history at %s lives only as long as this function instance "
+                        "unless store.sync keeps it in OBS; set store.sync, or store.url to "
+                        "PostgreSQL, for history that lasts", make_url(url).database)
         try:
             parsed = make_url(url)
             if parsed.get_backend_name() == "sqlite":
@@ -164,6 +186,8 @@ _WAL_SWITCH_SECONDS = 30.0
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")  # overlapping runs wait instead of failing
+    # A new file gives freed pages back (downsampling.py); no effect on an existing one.
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
     _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -191,20 +215,6 @@ def _switch_to_wal(cursor: Any) -> None:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.25)
-
-
-def _sqlite_under_tmp(url: str) -> str:
-    """Inside FunctionGraph only /tmp is writable, and it dies with the instance."""
-    parsed = make_url(url)
-    database = parsed.database or "drs-report.db"
-    if database != ":memory:" and not database.startswith("/tmp/"):
-        moved = str(Path("/tmp") / Path(database).name)
-        log.warning("SQLite history at %s lives only as long as this function instance; "
-                    "set store.url to PostgreSQL for history that lasts", moved)
-        return parsed.set(database=moved).render_as_string(hide_password=False)
-    log.warning("SQLite history at %s lives only as long as this function instance; set "
-                "store.url to PostgreSQL for history that lasts", database)
-    return url
 
 
 def one_line(error: BaseException, url: str) -> str:
