@@ -7,8 +7,9 @@ in (or built here from settings), so tests pass real local servers.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,10 +37,13 @@ EXIT_OK = 0
 EXIT_NO_REPORT = 1
 EXIT_USAGE = 2
 EXIT_DELIVERY_FAILED = 3
-EXIT_BUSY = 5  # another run holds the store's lease: nothing fetched or sent
+EXIT_BUSY = 5  # another run holds the store's lease: nothing stored or sent
 
 # A lease without a hard deadline to expire with (a CLI run) lasts this long.
 DEFAULT_LEASE_SECONDS = 900.0
+# A stored reading this much later than this machine's clock is flagged (runs of two
+# instances a second apart are not).
+CLOCK_TOLERANCE = timedelta(minutes=1)
 
 
 @dataclass
@@ -110,32 +114,78 @@ def run_cycle(
     kwargs: dict[str, Any] = dict(
         trigger=trigger, deadline=deadline, now=now, session=session, force=force,
         dry_run=dry_run, job_ids=job_ids, modes=modes, started=started)
+    kwargs["lease_seconds"] = lease_seconds(settings, hard_deadline)
     if store is not None:
-        return _cycle(settings, credentials, store, **kwargs)
+        with _failed_runs_closed(store):
+            return _cycle(settings, credentials, store, **kwargs)
     if settings.store.sync:
-        return _synced_cycle(settings, credentials, hard_deadline=hard_deadline, **kwargs)
+        return _synced_cycle(settings, credentials, **kwargs)
     opened = Store.open(settings.store.url)
     try:
-        return _cycle(settings, credentials, opened, **kwargs)
+        with _failed_runs_closed(opened):
+            return _cycle(settings, credentials, opened, **kwargs)
     finally:
         opened.close()
 
 
-def _synced_cycle(settings: Settings, credentials: Credentials, *,
-                  hard_deadline: float | None, **kwargs: Any) -> RunResult:
-    """The cycle on the SQLite file kept in OBS: lease, fetch, run, write back, release."""
+def lease_seconds(settings: Settings, hard_deadline: float | None) -> float:
+    """How long this run may hold the store: its time budget (the platform's deadline and a
+    margin, else run.time_budget_seconds and DEFAULT_LEASE_SECONDS, else that alone)."""
     from drs_report.store.lease import EXPIRY_MARGIN_SECONDS
-    from drs_report.store.sync import synced_store
 
     if hard_deadline is not None:
-        ttl = max(hard_deadline - time.monotonic(), 1.0) + EXPIRY_MARGIN_SECONDS
-    elif settings.run.time_budget_seconds is not None:
-        ttl = settings.run.time_budget_seconds + DEFAULT_LEASE_SECONDS
-    else:
-        ttl = DEFAULT_LEASE_SECONDS
-    with synced_store(settings, credentials, trigger=kwargs["trigger"], ttl_seconds=ttl,
-                      dry_run=kwargs["dry_run"]) as synced:
-        result = _cycle(settings, credentials, synced.store, downsample=True, **kwargs)
+        return max(hard_deadline - time.monotonic(), 1.0) + EXPIRY_MARGIN_SECONDS
+    if settings.run.time_budget_seconds is not None:
+        return settings.run.time_budget_seconds + DEFAULT_LEASE_SECONDS
+    return DEFAULT_LEASE_SECONDS
+
+
+@contextlib.contextmanager
+def _failed_runs_closed(store: Store) -> Iterator[None]:
+    """A run that fails after it began is closed as `failed`, not left `running` for ever
+    (best effort: the store may be what failed)."""
+    try:
+        yield
+    except BaseException as e:
+        for run_id in store.runs_begun:
+            with contextlib.suppress(Exception):
+                store.finish_run(run_id, outcome="failed", counts={},
+                                 errors=[logs.redact(f"{type(e).__name__}: {e}")],
+                                 partial=False, finished_at=datetime.now(timezone.utc),
+                                 only_running=True)
+        raise
+
+
+def _clock_check(store: Store, taken_at: datetime) -> list[str]:
+    """A run error when this machine's clock is earlier than the newest stored reading:
+    one of the two clocks is wrong (pruning and downsampling do not trust it either)."""
+    newest = store.newest_run_start()
+    if newest is None or newest[1] <= taken_at + CLOCK_TOLERANCE:
+        return []
+    run_id, at = newest
+    return [f"this machine's clock ({taken_at.isoformat(timespec='seconds')}) is earlier than "
+            f"the newest stored reading (run {run_id} at {at.isoformat(timespec='seconds')}): "
+            "one of the two clocks is wrong; check time synchronisation (NTP) on both"]
+
+
+def _close_abandoned(store: Store, run_id: int) -> None:
+    for gone in store.close_abandoned_runs(now=datetime.now(timezone.utc), except_run=run_id):
+        ended = (f"ended {gone.lease_until.isoformat(timespec='seconds')}" if gone.lease_until
+                 else "is long past")
+        log.warning("closed run %s (%s, started %s) as abandoned: it never finished and its "
+                    "lease %s", gone.run_id, gone.trigger,
+                    gone.started_at.isoformat(timespec="seconds"), ended)
+
+
+def _synced_cycle(settings: Settings, credentials: Credentials, **kwargs: Any) -> RunResult:
+    """The cycle on the SQLite file kept in OBS: lease, fetch, run, write back, release."""
+    from drs_report.store.sync import synced_store
+
+    with synced_store(settings, credentials, trigger=kwargs["trigger"],
+                      ttl_seconds=kwargs["lease_seconds"], dry_run=kwargs["dry_run"]
+                      ) as synced, _failed_runs_closed(synced.store):
+        result = _cycle(settings, credentials, synced.store, downsample=True,
+                        before_writes=synced.confirm, **kwargs)
     # The write-back is done once the block has closed.
     result.sync = synced.stats.to_dict()
     result.duration_seconds = time.monotonic() - kwargs["started"]
@@ -156,11 +206,14 @@ def _cycle(
     job_ids: Sequence[str] | None,
     modes: Sequence[str] | None,
     started: float,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     downsample: bool = False,
+    before_writes: Callable[[], None] | None = None,
 ) -> RunResult:
     from drs_report.analysis import analyse
     from drs_report.client import DrsClient
     from drs_report.delivery import deliver
+    from drs_report.errors import StoreError
     from drs_report.render import render_all
 
     fetch_deadline = None if deadline is None else deadline - settings.run.safety_margin_seconds
@@ -169,16 +222,29 @@ def _cycle(
         wanted = set(job_ids)
         jobs = tuple(j for j in jobs if j.id in wanted)
 
-    store.upgrade()
+    if before_writes is None:
+        store.upgrade()  # first: an unreachable database fails before DRS is read
     with DrsClient(settings.drs, credentials, session=session) as client:
         snapshot = client.fetch(jobs, settings.discovery, deadline=fetch_deadline)
+    if before_writes is not None:
+        before_writes()  # a synced store: the lease is confirmed before the first write
+        store.upgrade()
     if settings.store.ephemeral and settings.store.url.startswith("sqlite"):
         snapshot.errors.append("history is not kept: store.ephemeral = true, and the SQLite "
                                "file lives only as long as this function instance")
     taken_at = snapshot.taken_at
     current = now or datetime.now(timezone.utc)
-    run_id = store.begin_run(trigger=trigger, started_at=taken_at)
-    store.save_snapshot(run_id, snapshot)
+    snapshot.errors.extend(_clock_check(store, taken_at))
+    run_id = store.begin_run(trigger=trigger, started_at=taken_at, lease_until=datetime.now(
+        timezone.utc) + timedelta(seconds=lease_seconds))
+    _close_abandoned(store, run_id)
+    outcome = "ok"
+    try:
+        store.save_snapshot(run_id, snapshot)
+    except StoreError as e:  # the readings are lost, not the run: report and deliver
+        log.error("%s", e)
+        snapshot.errors.append(f"the readings of this run could not be stored: {e}")
+        outcome = "failed"
     history = store.history(
         [j.job_id for j in snapshot.jobs],
         since=current - timedelta(hours=settings.report.trend_hours),
@@ -200,7 +266,7 @@ def _cycle(
     )
     store.finish_run(
         run_id,
-        outcome="delivery_failed" if result.delivery_failed else "ok",
+        outcome="delivery_failed" if outcome == "ok" and result.delivery_failed else outcome,
         counts=report.counts(),
         errors=[logs.redact(e) for e in result.errors],
         partial=result.partial,
@@ -211,9 +277,10 @@ def _cycle(
         report_retention_days=settings.store.report_retention_days,
         batch_size=settings.store.prune_batch_size,
         now=current,
+        run_id=run_id,
     )
     if downsample:
-        store.downsample(now=current, trend_hours=settings.report.trend_hours)
+        store.downsample(now=current, trend_hours=settings.report.trend_hours, run_id=run_id)
     return result
 
 

@@ -42,9 +42,12 @@ class RunsMixin(StoreBase):
             return run.id
 
     def finish_run(self, run_id: int, *, outcome: str, counts: Mapping[str, int],
-                   errors: Sequence[str], partial: bool, finished_at: datetime) -> None:
+                   errors: Sequence[str], partial: bool, finished_at: datetime,
+                   only_running: bool = False) -> None:
+        """Close the run; `only_running`: unless it was closed already."""
+        where = [Run.id == run_id] + ([Run.outcome == "running"] if only_running else [])
         with self._session("finishing the run") as s:
-            s.execute(update(Run).where(Run.id == run_id).values(
+            s.execute(update(Run).where(*where).values(
                 outcome=outcome, counts=dict(counts),
                 errors=[sanitise.text(e) for e in errors], partial=partial,
                 finished_at=finished_at))
