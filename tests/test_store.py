@@ -238,7 +238,7 @@ def test_upgrade_from_the_first_revision_keeps_data(store_url: str) -> None:
     assert count(store, JobSnapshot) == 1
     assert store.report(run_id, "json") == '{"old": true}'  # a plain row still reads
     assert store.previous_report(before_run_id=run_id + 1) == {"old": True}
-    (taken_at, reading), = store.history([job], since=T0)[job]
+    (_, reading), = store.history([job], since=T0)[job]
     assert reading.progress is not None and reading.progress.progress == 42.0
     assert reading.comparisons[0].progress is not None
     assert reading.comparisons[0].progress.full_info is not None
@@ -384,7 +384,7 @@ def _period(at: datetime, now: datetime) -> tuple[str, object]:
     if at >= now - timedelta(hours=24):
         return ("every", at)
     if at >= now - timedelta(days=7):
-        return ("4h", (at.date(), at.hour // 4))
+        return ("6h", (at.date(), at.hour // 6))
     if at >= now - timedelta(days=31):
         return ("day", at.date())
     return ("week", at.date() - timedelta(days=at.weekday()))  # Monday to Sunday
@@ -392,10 +392,11 @@ def _period(at: datetime, now: datetime) -> tuple[str, object]:
 
 def test_downsampling_keeps_the_trend_window_and_thins_older_readings_by_tier(
         tmp_path: Path) -> None:
-    """Every 10 minutes for two days, hourly for 43 days before: every reading within the
-    trend window, the latest per 4 hours to 7 days, per day to 31, per week beyond; raw
-    answers only of the newest run; report.html per run in the window and one a day
-    beyond, the other formats of the newest run only; the file gives its pages back."""
+    """Every 10 minutes for two days, hourly for 43 days before, in a file an older version
+    wrote (raw answers, no auto-vacuum): every reading within the trend window, the latest
+    per 6 hours to 7 days, per day to 31, per week beyond; no raw answers; report.html per
+    run in the window and one a day beyond, the other formats of the newest run only; the
+    file gives its pages back."""
     path = tmp_path / "h.db"
     store = Store.open(f"sqlite:///{path}", in_functiongraph=False)
     store.upgrade()
@@ -413,23 +414,27 @@ def test_downsampling_keeps_the_trend_window_and_thins_older_readings_by_tier(
     job = job_reading(1).job_id
     window = now - timedelta(hours=24)
     before = store.history([job], since=window)[job]
+    assert before[0][1].progress is not None and before[0][1].progress.raw
     from drs_report.store.sync import checkpoint
 
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("PRAGMA auto_vacuum = NONE")  # as files were made before
+        conn.exec_driver_sql("VACUUM")
     checkpoint(path)
     size_before = path.stat().st_size
     store.downsample(now=now, trend_hours=24)
     after = store.history([job], since=window)[job]
     assert [t for t, _ in after] == [t for t, _ in before]  # the trend window untouched
-    assert after[-1][1].progress is not None and after[-1][1].progress.raw  # the newest: raw
-    assert all(r.progress is not None and not r.progress.raw for _, r in after[:-1])
+    assert all(r.progress is not None and not r.progress.raw for _, r in after)  # typed only
     everything = [t for t, _ in store.history([job], since=times[0])[job]]
     expected: dict[tuple[str, object], datetime] = {}
     for at in times:  # the latest reading of each period
         expected[_period(at, now)] = max(at, expected.get(_period(at, now), at))
     assert everything == sorted(expected.values())
     tiers = [k for k, _ in expected]
-    # 6 days of 6 periods; 24 days and the two part-days at their ends; the weeks before
-    assert tiers.count("4h") == 6 * 6 and tiers.count("day") == 25 and tiers.count("week") >= 2
+    # 6 days of 4 periods and a part-period (08:00 is mid-period); 24 days and the two
+    # part-days at their ends; the weeks before
+    assert tiers.count("6h") == 6 * 4 + 1 and tiers.count("day") == 25 and tiers.count("week") >= 2
     with store.engine.connect() as conn:
         orphans = conn.execute(text(
             "SELECT COUNT(*) FROM compare_snapshots c WHERE NOT EXISTS (SELECT 1 FROM "
@@ -437,6 +442,7 @@ def test_downsampling_keeps_the_trend_window_and_thins_older_readings_by_tier(
         kept = {(run_id, fmt) for run_id, fmt in conn.execute(text(
             "SELECT run_id, format FROM reports"))}
         free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
+        mode = conn.exec_driver_sql("PRAGMA auto_vacuum").scalar()
     assert orphans == 0
     newest = max(run_at)
     assert {r for r, f in kept if f != "html"} == {newest}  # json and txt: the newest only
@@ -447,7 +453,16 @@ def test_downsampling_keeps_the_trend_window_and_thins_older_readings_by_tier(
     assert len(older_html) == len({t.date() for t in times if t < window})
     assert store.previous_report(before_run_id=newest + 1) == {}  # "what changed" still reads
     checkpoint(path)
-    assert free == 0 and path.stat().st_size < size_before / 3
+    assert free == 0 and mode == 2 and path.stat().st_size < size_before / 3
+    # From now on each run gives back what it frees (incremental auto-vacuum), no VACUUM.
+    store.keeps_raw_answers = False  # as a synced store writes
+    for minutes in (10, 20):
+        save(store, now + timedelta(minutes=minutes))
+    store.downsample(now=now + timedelta(hours=5), trend_hours=24)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA freelist_count").scalar() == 0
+        assert conn.execute(text("SELECT COUNT(*) FROM job_snapshots WHERE raw IS NOT NULL")
+                            ).scalar() == 0
     store.close()
 
 

@@ -270,3 +270,96 @@ def test_a_run_killed_with_its_lease_is_taken_over_after_expiry(
     assert left.owner in result.sync["took_over_lease_of"]
     assert kinds(hook) == ["alert", "digest"]
     assert obs.object(BUCKET, LEASE_KEY) is None
+
+
+# -- the HTTP side's read-only copy ------------------------------------------------------------
+
+
+def _web_config(directory: Path, emulator: Emulator, obs: ObsEmulator) -> Path:
+    """The HTTP side's instance: its own /tmp (directory), the history in OBS."""
+    from tests.web_fixtures import WEB_TOKEN
+
+    jobs = "".join(f'[[jobs]]\nid = "{j["id"]}"\n' for j in emulator.jobs_config())
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.toml"
+    path.write_text(
+        f'[drs]\nregion = "cn-north-4"\nproject_id = "{emulator.project_id}"\n'
+        f'endpoint = "{emulator.url}"\n\n{jobs}\n[store]\n'
+        f'url = "sqlite:///{directory / "history.db"}"\nsync = "obs://{BUCKET}/{KEY}"\n'
+        f'obs_endpoint = "{obs.url}"\n[report]\noutput_dir = "{directory / "out"}"\n'
+        f'[web]\ntoken = "{WEB_TOKEN}"\n', encoding="utf-8")
+    return path
+
+
+def _get(config: Path, path: str) -> int:
+    """GET through index.handler with an APIG event, as the APIG trigger invokes it."""
+    import index
+
+    from tests.test_function import FakeContext
+    from tests.web_fixtures import apig_event, bearer
+
+    answer = index.handler(apig_event("GET", path, headers=bearer()),
+                           FakeContext(user_data={"DRS_REPORT_CONFIG": str(config)}))
+    return int(answer["statusCode"])
+
+
+@pytest.fixture
+def fresh_apps() -> Any:
+    """No warm App from another test: each test's APIG instance starts fresh."""
+    from drs_report.web import apig
+
+    def clear() -> None:
+        for app in apig._apps.values():
+            app.close()
+        apig._apps.clear()
+
+    clear()
+    yield
+    clear()
+
+
+def test_the_http_side_answers_from_its_own_copy_and_never_writes_or_leases(
+        emulator: Emulator, obs: ObsEmulator, tmp_path: Path, quick_lease: None,
+        fresh_apps: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drs_report.store import sync as sync_module
+
+    interval = 1.0
+    monkeypatch.setattr(sync_module, "REVALIDATE_SECONDS", interval)
+    timer = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "timer"), {})
+    web = _web_config(tmp_path / "web", emulator, obs)
+    sent_by_web: list[Any] = []  # every OBS request the HTTP side made
+
+    def get(path: str) -> tuple[int, list[tuple[str, str, int]]]:
+        mark = len(obs.state.log)
+        status = _get(web, path)
+        made = obs.state.log[mark:]
+        sent_by_web.extend(made)
+        return status, [(r.method, r.key, r.status) for r in made]
+
+    assert get("/reports/1") == (503, [("GET", KEY, 404)])  # nothing in OBS yet
+    time.sleep(interval)
+    first = run_cycle(timer, canary_credentials())
+    # A fresh instance (nothing in its /tmp) answers from the synced history.
+    assert get(f"/reports/{first.run_id}") == (200, [("GET", KEY, 200)])
+    assert (tmp_path / "web" / "read-only").is_dir()
+    assert not (tmp_path / "web" / "history.db").exists()  # not a run's working copy
+    # A new run is written back; within the interval the copy answers without asking ...
+    emulator.advance(600)
+    second = run_cycle(timer, canary_credentials())
+    assert get(f"/reports/{second.run_id}") == (404, [])
+    time.sleep(interval)
+    # ... and after it, asks and sees the new run.
+    assert get(f"/reports/{second.run_id}") == (200, [("GET", KEY, 200)])
+    # While a timer run holds the lease, the HTTP side neither reads nor touches it; an
+    # unchanged file costs a 304.
+    now = datetime.now(timezone.utc)
+    holder = Lease("timer run on another-instance pid 9 (feedbeef)", now,
+                   now.replace(year=now.year + 1))
+    obs.put_object(BUCKET, LEASE_KEY, holder.to_json())
+    time.sleep(interval)
+    assert get(f"/reports/{first.run_id}") == (200, [("GET", KEY, 304)])
+    stored, current = obs.object(BUCKET, LEASE_KEY), obs.object(BUCKET, KEY)
+    assert stored is not None and stored.data == holder.to_json()
+    assert current is not None and sent_by_web[-1].headers["if-none-match"] == current.etag
+    # Over the whole test: GETs of the history object only, no PUT, no DELETE, no lease.
+    assert {(r.method, r.key) for r in sent_by_web} == {("GET", KEY)}

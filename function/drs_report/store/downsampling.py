@@ -5,12 +5,13 @@ synced copy keeps, of each job (its comparisons go with its job reading):
 
     within report.trend_hours   every reading (health, stall detection, ETA and trends
                                 read only this window, so they read exactly as before)
-    up to 7 days                the latest reading per 4 hours (the archive's job page
-                                charts 7 days: six points a day beyond the trend window)
+    up to 7 days                the latest reading per 6 hours (the archive's job page
+                                charts 7 days: four points a day beyond the trend window)
     up to 31 days               the latest reading per day (`history` in chat reaches 31)
     beyond                      the latest reading per week, until store.retention_days
 
-The raw API answers only of the newest run (every field is also kept typed, in its column).
+No raw API answers (every field the API documents is kept typed, in its column): a synced
+store writes none (sync.py), and rows from a file written before lose theirs here.
 Rendered reports: report.html (and the full one of a folded mail) of every run within the
 trend window and one run's a day beyond it, for the archive; report.json, .md and .txt only
 of the newest run (the next run's "what changed" and chat-ops read that one). Freed pages
@@ -35,18 +36,23 @@ from drs_report.store.retention import age_reference
 
 log = logs.get_logger("store")
 
-FOUR_HOURLY_UNTIL = timedelta(days=7)
+SIX_HOURLY_UNTIL = timedelta(days=7)
 DAILY_UNTIL = timedelta(days=31)
 ARCHIVED_FORMATS = ("html", "html_full")  # what the archive shows of an older run
 
-# The period a reading belongs to, from the text SQLAlchemy stores SQLite datetimes as
-# ("2026-11-22 08:00:00.000000"): the same periods in every run, so a reading kept once
-# stays kept until it moves to a coarser tier. Weeks run Monday to Sunday.
-_PERIOD = ("CASE WHEN taken_at >= :four_hourly"
-           " THEN substr(taken_at, 1, 11) || (CAST(substr(taken_at, 12, 2) AS INTEGER) / 4)"
-           " WHEN taken_at >= :daily THEN substr(taken_at, 1, 10)"
-           " ELSE 'week ' || CAST((julianday(substr(taken_at, 1, 10)) + 0.5) / 7 AS INTEGER)"
-           " END")
+
+def period(at: datetime, reference: datetime, trend: timedelta) -> tuple[object, ...] | None:
+    """The period a reading taken at `at` is thinned to; None within the trend window.
+    Periods are fixed in time (hours of the day, dates, Monday-to-Sunday weeks), so a reading
+    kept once stays kept until it moves to a coarser tier."""
+    at = at.astimezone(timezone.utc)
+    if at >= reference - trend:
+        return None
+    if at >= reference - max(SIX_HOURLY_UNTIL, trend):
+        return ("6h", at.date(), at.hour // 6)
+    if at >= reference - max(DAILY_UNTIL, trend):
+        return ("day", at.date())
+    return ("week", at.date() - timedelta(days=at.weekday()))
 
 
 def _count(result: Any) -> int:
@@ -58,55 +64,77 @@ def _stamp(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _ids(values: list[int]) -> str:
+    return ", ".join(str(int(v)) for v in values)
+
+
 class DownsamplingMixin(StoreBase):
     def downsample(self, *, now: datetime, trend_hours: float,
                    run_id: int | None = None) -> dict[str, int]:
         """Thin readings and reports older than the trend window (SQLite only).
 
         `run_id`: the run downsampling, whose own readings do not vouch for its clock.
+        Readings are thinned run by run: the runs of one period are found from the small
+        runs table (a run's readings are all taken at its start), and only their rows are
+        touched, through the (run_id, job_id) index, so a run pays for the few periods
+        that changed, not for the whole history.
         """
         if self.engine.dialect.name != "sqlite":
             return {}
-        done: dict[str, int] = {}
+        done = {"job_snapshots": 0, "compare_snapshots": 0, "reports": 0}
+        legacy = self._auto_vacuum() != 2  # a file from before: raw answers, no auto-vacuum
         with self._session("downsampling readings") as s:
             reference = age_reference(s, now, except_run=run_id, lead=timedelta(0))
             trend = timedelta(hours=trend_hours)
-            params = {"full": _stamp(reference - trend),
-                      "four_hourly": _stamp(reference - max(FOUR_HOURLY_UNTIL, trend)),
-                      "daily": _stamp(reference - max(DAILY_UNTIL, trend))}
-            done["job_snapshots"] = _count(s.execute(text(
-                "DELETE FROM job_snapshots WHERE taken_at < :full AND id NOT IN ("
-                " SELECT MAX(id) FROM job_snapshots WHERE taken_at < :full"
-                f" GROUP BY job_id, {_PERIOD})"), params))
-            # A comparison reading goes with the job reading of its run.
-            done["compare_snapshots"] = _count(s.execute(text(
-                "DELETE FROM compare_snapshots WHERE taken_at < :full AND NOT EXISTS ("
-                " SELECT 1 FROM job_snapshots j WHERE j.run_id = compare_snapshots.run_id"
-                " AND j.job_id = compare_snapshots.job_id)"), params))
-            newest = s.execute(text("SELECT MAX(run_id) FROM job_snapshots")).scalar()
-            if newest is not None:
+            full = _stamp(reference - trend)
+            groups: dict[tuple[object, ...], list[int]] = {}
+            for rid, started_at in s.execute(text(
+                    "SELECT id, started_at FROM runs WHERE started_at < :full ORDER BY id"),
+                    {"full": full}):
+                at = datetime.fromisoformat(str(started_at)).replace(tzinfo=timezone.utc)
+                key = period(at, reference, trend)
+                if key is not None:
+                    groups.setdefault(key, []).append(int(rid))
+            for runs in groups.values():
+                if len(runs) < 2:
+                    continue
+                listed = _ids(runs)  # integers from the database, inlined: no bind limit
+                # The latest reading of each job in the period stays.
+                done["job_snapshots"] += _count(s.execute(text(
+                    f"DELETE FROM job_snapshots WHERE run_id IN ({listed}) AND id NOT IN ("
+                    f" SELECT MAX(id) FROM job_snapshots WHERE run_id IN ({listed})"
+                    " GROUP BY job_id)")))
+                # A comparison reading goes with the job reading of its run.
+                done["compare_snapshots"] += _count(s.execute(text(
+                    f"DELETE FROM compare_snapshots WHERE run_id IN ({listed}) AND NOT EXISTS"
+                    " (SELECT 1 FROM job_snapshots j WHERE j.run_id = compare_snapshots.run_id"
+                    " AND j.job_id = compare_snapshots.job_id)")))
+            if legacy:
                 for table in ("job_snapshots", "compare_snapshots"):
-                    s.execute(text(f"UPDATE {table} SET raw = NULL WHERE raw IS NOT NULL "
-                                   "AND run_id != :newest"), {"newest": newest})
+                    s.execute(text(f"UPDATE {table} SET raw = NULL WHERE raw IS NOT NULL"))
             formats = ", ".join(f"'{f}'" for f in ARCHIVED_FORMATS)
             done["reports"] = _count(s.execute(text(
                 f"DELETE FROM reports WHERE format IN ({formats}) AND created_at < :full"
                 " AND run_id NOT IN (SELECT MAX(run_id) FROM reports WHERE created_at < :full"
-                " GROUP BY substr(created_at, 1, 10))"), params))
+                " GROUP BY substr(created_at, 1, 10))"), {"full": full}))
             done["reports"] += _count(s.execute(text(
                 f"DELETE FROM reports WHERE format NOT IN ({formats}) AND run_id < ("
                 " SELECT MAX(run_id) FROM reports WHERE format = 'json')")))
-        done["pages_freed"] = self._give_back_free_pages()
+        done["pages_freed"] = self._give_back_free_pages(legacy)
         if any(done.values()):
             log.info("downsampled %s", ", ".join(f"{n} {t}" for t, n in done.items() if n))
         return done
 
-    def _give_back_free_pages(self) -> int:
+    def _auto_vacuum(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() or 0)
+
+    def _give_back_free_pages(self, legacy: bool) -> int:
         """Shrink the file to its content: SQLite's incremental auto-vacuum, switched on
         once (one VACUUM) for a file made before it was the default."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
-            if conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:
+            if legacy:
                 conn.exec_driver_sql("PRAGMA auto_vacuum = INCREMENTAL")
                 conn.exec_driver_sql("VACUUM")
             elif free:

@@ -73,6 +73,9 @@ class StoreBase:
         self.engine = engine
         self.url = url
         self.runs_begun: list[int] = []  # by this process: what a synced write-back merges
+        # The raw API answers beside the typed columns; a synced copy keeps none (its size
+        # is every run's cost, and every field the API documents has a column of its own).
+        self.keeps_raw_answers = True
 
     # -- opening -----------------------------------------------------------------------
 

@@ -36,11 +36,12 @@ class ReadingsMixin(StoreBase):
         """Every reading of the run, in one transaction: all or nothing."""
         job_rows: list[dict[str, Any]] = []
         compare_rows: list[dict[str, Any]] = []
+        raw = self.keeps_raw_answers
         for reading in snapshot.jobs:
-            job_rows.append(_job_row(run_id, snapshot.taken_at, reading))
+            job_rows.append(_job_row(run_id, snapshot.taken_at, reading, raw=raw))
             for position, comp in enumerate(reading.comparisons):
                 compare_rows.append(_compare_row(run_id, snapshot.taken_at, reading.job_id,
-                                                 position, comp))
+                                                 position, comp, raw=raw))
         with self._session("saving the snapshot") as s:
             if job_rows:
                 bulk_insert(s, JobSnapshot.__table__, job_rows)
@@ -133,7 +134,8 @@ def _error_fields(error: FetchError | None) -> dict[str, Any]:
 _text, _code, _num, _int = sanitise.text, sanitise.code, sanitise.number, sanitise.integer
 
 
-def _job_row(run_id: int, taken_at: datetime, reading: JobReading) -> dict[str, Any]:
+def _job_row(run_id: int, taken_at: datetime, reading: JobReading, *, raw: bool = True
+             ) -> dict[str, Any]:
     p = reading.progress
     row: dict[str, Any] = {"run_id": run_id, "taken_at": taken_at,
                            "job_id": sanitise.stored_id(reading.job_id),
@@ -154,13 +156,13 @@ def _job_row(run_id: int, taken_at: datetime, reading: JobReading) -> dict[str, 
              for k, v in p.progress_map.items()}),
         error_code=_code(p.error_code), error_msg=_text(p.error_msg),
         apply_rows_rate=_int(p.apply_rows_rate), apply_bytes_rate=_int(p.apply_bytes_rate),
-        raw=sanitise.json_value(p.raw),
+        raw=sanitise.json_value(p.raw) if raw else None,
     )
     return row
 
 
 def _compare_row(run_id: int, taken_at: datetime, job_id: str, position: int,
-                 comp: CompareReading) -> dict[str, Any]:
+                 comp: CompareReading, *, raw: bool = True) -> dict[str, Any]:
     p = comp.progress
     full = p.full_info if p else None
     incre = p.incre_info if p else None
@@ -183,7 +185,7 @@ def _compare_row(run_id: int, taken_at: datetime, job_id: str, position: int,
         "has_global_info": glob is not None,
         "global_src_speed": _code(glob.src_speed if glob else None),
         "global_src_speed_bytes": _num(glob.src_speed_bytes if glob else None),
-        "raw": sanitise.json_value(p.raw) if p else None,
+        "raw": sanitise.json_value(p.raw) if p and raw else None,
         **_error_fields(comp.error),
     }
 

@@ -190,6 +190,7 @@ def synced_store(settings: Settings, credentials: Credentials, *, trigger: str,
         # The file comes while the run reads DRS: neither has a side effect.
         fetching = _Background(fetch)
         store = Store.open(f"sqlite:///{path}", in_functiongraph=False)
+        store.keeps_raw_answers = False  # see downsampling.py: the typed columns stay
         confirmed: list[str | None] = []
 
         def confirm() -> None:
@@ -384,3 +385,105 @@ def merge_runs(*, into: Path, source: Path, run_ids: Sequence[int]) -> None:
                          ) from None
     finally:
         conn.close()
+
+
+class ReadOnlyCopy:
+    """The HTTP side's copy of the synced file: read, never written back, no lease.
+
+    The copy lives beside the run's working copy, in a directory of its own
+    (`read-only/`), one file per version of the object, opened immutable (SQLite then takes
+    no lock and writes nothing beside it). `store()` answers from the copy and asks OBS
+    with If-None-Match at most every `revalidate_seconds`: a 304 costs one small request; a
+    new version is downloaded (inflated as it arrives) into a new file, and the Store on the
+    old one is closed once the new one serves. OBS failing: the copy serves on, stale, and
+    the next request past the interval asks again.
+    """
+
+    def __init__(self, settings: Settings, credentials: Callable[[], Credentials | None], *,
+                 revalidate_seconds: float | None = None) -> None:
+        from drs_report.obs.client import parse_url
+
+        assert settings.store.sync is not None
+        self._settings = settings
+        self._credentials = credentials
+        self._bucket, self._key = parse_url(settings.store.sync)
+        self.where = settings.store.sync
+        self.revalidate_seconds = (REVALIDATE_SECONDS if revalidate_seconds is None
+                                   else revalidate_seconds)
+        working = sqlite_path(settings.store.url)
+        self._dir = working.parent / "read-only"
+        self._stem, self._suffix = working.stem, working.suffix or ".db"
+        self._lock = threading.Lock()
+        self._store: Store | None = None
+        self._path: Path | None = None
+        self._etag: str | None = None
+        self._checked: float | None = None  # monotonic: when OBS was last asked
+        self._version = 0
+        self.revalidations = 0  # conditional GETs sent (for the tests and the log)
+
+    def store(self) -> Store:
+        with self._lock:
+            due = self._checked is None or \
+                time.monotonic() - self._checked >= self.revalidate_seconds
+            if due:
+                try:
+                    self._revalidate()
+                except StoreError as e:
+                    if self._store is None:
+                        raise
+                    log.warning("the history at %s could not be revalidated, answering from "
+                                "the copy of %s: %s", self.where, self._etag, e)
+                finally:
+                    self._checked = time.monotonic()
+            if self._store is None:
+                raise StoreError(f"no history at {self.where} yet: the first timer run writes "
+                                 "it")
+            return self._store
+
+    def _revalidate(self) -> None:
+        credentials = self._credentials()
+        if credentials is None:
+            raise StoreError(f"no credentials to read {self.where} (the function's agency, or "
+                             "HUAWEICLOUD_SDK_AK/SK)")
+        client = obs_client(self._settings, credentials)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        target = self._dir / f"{self._stem}-{self._version + 1}{self._suffix}"
+        try:
+            self.revalidations += 1
+            info = client.get_to_file(self._bucket, self._key, target,
+                                      if_none_match=self._etag if self._store else None,
+                                      inflate=True)
+        finally:
+            client.close()
+        if info is None or info.not_modified:
+            return  # nothing yet, or the copy is current
+        self._version += 1
+        fresh = open_immutable(target)
+        old, old_path = self._store, self._path
+        self._store, self._path, self._etag = fresh, target, info.etag
+        log.info("read-only copy of %s: version %s (%d bytes)", self.where, info.etag,
+                 target.stat().st_size)
+        if old is not None:
+            old.close()  # connections in use finish on the old file, then it goes
+        if old_path is not None:
+            old_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def open_immutable(path: Path) -> Store:
+    """A Store on a file nothing will change: SQLite's `immutable`, so it takes no lock and
+    needs no -wal or -shm beside the file (a fetched copy is checkpointed whole)."""
+    from urllib.parse import quote
+
+    from sqlalchemy import create_engine
+
+    from drs_report.store import Store
+
+    url = f"sqlite:///file:{quote(str(path))}?mode=ro&immutable=1&uri=true"
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    return Store.open(f"sqlite:///{path}", engine=engine)
