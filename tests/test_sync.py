@@ -22,7 +22,7 @@ import pytest
 
 from drs_report.config import parse_settings
 from drs_report.emulator import Emulator, Faults
-from drs_report.emulator.obs import ObsEmulator
+from drs_report.emulator.obs import ObsEmulator, ObsFaults
 from drs_report.errors import StoreError
 from drs_report.pipeline import run_cycle
 from drs_report.store import lease as lease_module
@@ -180,6 +180,113 @@ def test_a_refused_bucket_names_it_and_the_missing_permission(
     assert "obs://drs-report/drs-report/history.db.lease" in message
     assert "needs obs:object:PutObject on bucket drs-report" in message
     assert "\n" not in message and CANARY_SK not in message and CANARY_TOKEN not in message
+
+
+def _lease_requests(obs: ObsEmulator) -> list[tuple[str, int]]:
+    return [(r.method, r.status) for r in obs.requests() if r.key == LEASE_KEY]
+
+
+def test_a_lease_taken_slower_than_the_bound_does_not_count(
+        emulator: Emulator, obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None) -> None:
+    hook = webhooks["webhook"]
+    settings = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "i",
+                                                   channels=channels(hook)), {})
+    # A first GET slower than half the bound (a cold connection): no PUT, tried again.
+    obs.set_faults(ObsFaults(slow_ms=400, slow_next=1, slow_method="GET"))
+    result = run_cycle(settings, canary_credentials())
+    assert result.sync is not None and result.sync["written_back"]
+    assert _lease_requests(obs)[:3] == [("GET", 404), ("GET", 404), ("PUT", 200)]
+    assert kinds(hook) == ["alert", "digest"]
+    # A PUT answered past the bound: busy, nothing stored or sent, and the lease is left
+    # to expire (it may stand in for a lease it overwrote).
+    emulator.advance(600)
+    version = obs.object(BUCKET, KEY)
+    obs.state.log.clear()
+    obs.set_faults(ObsFaults(slow_ms=700, slow_next=1, slow_method="PUT"))
+    with pytest.raises(StoreBusy) as caught:
+        run_cycle(settings, canary_credentials(), force=True)
+    assert "more than the 0.5s bound" in str(caught.value)
+    assert _lease_requests(obs) == [("GET", 404), ("PUT", 200)]  # no DELETE
+    assert obs.object(BUCKET, KEY) == version and len(hook.messages()) == 2
+    assert obs.requests("GET") == [r for r in obs.requests() if r.key == LEASE_KEY
+                                   and r.method == "GET"]  # the file was not even fetched
+    left = obs.object(BUCKET, LEASE_KEY)
+    assert left is not None
+    obs.state.buckets[BUCKET].pop(LEASE_KEY)
+    # Reads slow every time: no PUT at all, then busy.
+    obs.state.log.clear()
+    obs.set_faults(ObsFaults(slow_ms=300, slow_rate=1.0, slow_method="GET"))
+    with pytest.raises(StoreBusy) as caught:
+        run_cycle(settings, canary_credentials(), force=True)
+    assert _lease_requests(obs) == [("GET", 404)] * lease_module.TAKE_TRIES
+    assert obs.object(BUCKET, KEY) == version and len(hook.messages()) == 2
+
+
+def test_the_settle_overlaps_reading_drs_and_a_lost_lease_stores_and_sends_nothing(
+        obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None) -> None:
+    import threading
+
+    hook = webhooks["webhook"]
+    with make_emulator(faults=Faults(latency_ms=250)) as slow:
+        settings = parse_settings(synced_settings_dict(slow, obs, tmp_path / "i",
+                                                       channels=channels(hook)), {})
+        first_drs: list[float] = []
+        watching = threading.Event()
+
+        def watch() -> None:  # when the first DRS request was answered, to 2 ms
+            served = slow.requests_served
+            while watching.is_set() and not first_drs:
+                if slow.requests_served > served:
+                    first_drs.append(time.monotonic())
+                time.sleep(0.002)
+
+        watching.set()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        result = run_cycle(settings, canary_credentials())
+        watching.clear()
+        watcher.join()
+        lease = [r for r in obs.requests() if r.key == LEASE_KEY]
+        put = next(r.at for r in lease if r.method == "PUT")
+        confirm = next(r.at for r in lease if r.method == "GET" and r.at > put)
+        fetched = next(r.at for r in obs.requests("GET") if r.key == KEY)
+        # The file and DRS were read during the settle, and the confirming read came no
+        # sooner than the settle after the lease was written.
+        assert put < fetched < put + 0.3 and first_drs and put < first_drs[0] < confirm
+        assert confirm - put >= lease_module.SETTLE_SECONDS
+        # What the run itself measured: only the rest of the settle was waited for.
+        assert result.sync is not None
+        assert result.sync["settle_wait_seconds"] < lease_module.SETTLE_SECONDS - 0.1
+        assert kinds(hook) == ["alert", "digest"]
+        # Another run's PUT lands after ours (a race): our confirmation finds its lease.
+        slow.advance(600)
+        version = obs.object(BUCKET, KEY)
+        rival = Lease("timer run on another-instance pid 11 (0badf00d)",
+                      datetime.now(timezone.utc), datetime.now(timezone.utc).replace(
+                          year=datetime.now(timezone.utc).year + 1))
+
+        def overwrite() -> None:
+            deadline = time.monotonic() + 30
+            while obs.object(BUCKET, LEASE_KEY) is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            obs.put_object(BUCKET, LEASE_KEY, rival.to_json())
+
+        racer = threading.Thread(target=overwrite, daemon=True)
+        racer.start()
+        served = slow.requests_served
+        with pytest.raises(StoreBusy) as caught:
+            run_cycle(settings, canary_credentials(), force=True)
+        racer.join()
+        assert "another-instance pid 11" in str(caught.value)
+        assert slow.requests_served > served  # DRS was read ...
+    assert obs.object(BUCKET, KEY) == version  # ... but nothing stored
+    assert kinds(hook) == ["alert", "digest"]  # ... and nothing sent
+    stored = obs.object(BUCKET, LEASE_KEY)
+    assert stored is not None and stored.data == rival.to_json()  # theirs, left alone
+    runs = rows(tmp_path / "i" / "history.db", "SELECT COUNT(*) FROM runs")
+    assert runs == [(1,)]  # the working copy: the first run only
 
 
 # -- runs in processes of their own ------------------------------------------------------------

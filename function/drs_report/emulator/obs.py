@@ -10,7 +10,8 @@ If-Match (412) and If-None-Match (304); a missing object is 404 NoSuchKey XML, a
 bucket 404 NoSuchBucket. Every request must carry the OBS header signature (403
 SignatureDoesNotMatch, InvalidAccessKeyId, RequestTimeTooSkewed) and, when the emulator was
 given one, the security token (403 AccessDenied); `deny` refuses chosen actions with 403
-AccessDenied. Faults: latency, bandwidth, 503 ServiceUnavailable, a reset mid-body.
+AccessDenied. Faults: latency, bandwidth, 503 ServiceUnavailable, a reset mid-body, slow
+answers to the next N requests (of one method).
 Control (no signature): POST /_emulator/faults with ObsFaults' fields as JSON.
 """
 
@@ -48,6 +49,10 @@ class ObsFaults:
     unavailable_next: int = 0  # the next N requests answered 503
     reset_mid_body_rate: float = 0.0  # fraction of GETs with a body reset halfway through
     reset_mid_body_next: int = 0  # the next N GETs with a body reset halfway through
+    slow_ms: float = 0.0  # the extra wait of a slow answer (below)
+    slow_rate: float = 0.0  # fraction of requests (of `slow_method`, when set) answered slowly
+    slow_next: int = 0  # the next N such requests answered slowly
+    slow_method: str | None = None
     seed: int | None = None
 
     @classmethod
@@ -73,6 +78,7 @@ class ObsRequest:
     key: str
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 class ObsState:
@@ -199,6 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- the service -----------------------------------------------------------------------
 
     def _handle(self, method: str) -> None:
+        arrived = time.monotonic()
         state = self.server.state
         parts = urlsplit(self.path)
         if parts.path.startswith("/_emulator/"):
@@ -213,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
             faults = state.faults
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000.0)
+            if faults.slow_method in (None, method) and state.take("slow_rate", "slow_next"):
+                time.sleep(faults.slow_ms / 1000.0)
             if state.take("unavailable_rate", "unavailable_next"):
                 raise _Refusal(503, "ServiceUnavailable", "Please reduce your request rate.")
             self._authenticate(method, parts.path, parts.query)
@@ -239,7 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with state.lock:
                 state.log.append(ObsRequest(method, bucket, key, status,
-                                            {k.lower(): v for k, v in self.headers.items()}))
+                                            {k.lower(): v for k, v in self.headers.items()},
+                                            arrived))
 
     def _authenticate(self, method: str, path: str, query: str) -> None:
         state = self.server.state
