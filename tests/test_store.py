@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
+import os
+import signal
 import sqlite3
 import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -490,3 +496,383 @@ def test_downsampling_and_pruning_never_trust_a_clock_far_ahead(store: Store) ->
     assert deleted["job_snapshots"] == older * 4 > 0
     left = [t for t, _ in store.history([job], since=T0 - timedelta(days=3))[job]]
     assert min(left) >= T0 - timedelta(days=1)
+
+
+# -- whole runs against hostile answers and dead runs (each on SQLite and PostgreSQL) --------
+
+HOSTILE_JOBS = [f"{n:08d}-0000-4000-8000-00000000jb{n:02d}" for n in range(3)]
+HOSTILE_COMPARE = "c0000000-0000-4000-8000-0000000000c0"
+LONG_STATE = "INCRE_TRANSFER_" + "X" * 80 + "_FAILED"
+
+
+class _HostileDrs(BaseHTTPRequestHandler):
+    """A DRS endpoint of the test's own: answers what `server.batch` / `server.compare` say
+    (raw JSON text, so bare NaN and 1e309 go out as a broken service sends them)."""
+
+    server: Any
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _send(self, body: str) -> None:
+        data = body.encode("utf-8", "surrogatepass")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        asked = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        self._send(self.server.batch(asked.get("jobs") or []))
+
+    def do_GET(self) -> None:
+        self._send(self.server.compare())
+
+
+@pytest.fixture
+def hostile_drs() -> Iterator[Any]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileDrs)
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    server.compare = lambda: '{"incre_info": {"delay": 1.0, "src_speed": "1.0KB/s"}}'  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _states(delays: dict[str, float]) -> Callable[[list[str]], str]:
+    """A batch answer: each job incremental, with the delay given (missing: 1 s)."""
+    def batch(asked: list[str]) -> str:
+        return json.dumps({"results": [
+            {"job_id": j, "progress": "100", "incre_trans_delay": str(delays.get(j, 1.0)),
+             "task_mode": "FULL_INCR_TRANS", "transfer_status": "INCRE_TRANSFER_STARTED",
+             "process_time": str(int(time.time() * 1000)), "remaining_time": "0"}
+            for j in asked]})
+    return batch
+
+
+def _run_settings(hostile: Any, store_url: str, out: Path, hook: Any = None,
+                  **run: Any) -> Any:
+    from drs_report.config import parse_settings
+    from tests.fixtures.receivers import WEBHOOK_SECRET
+
+    data: dict[str, Any] = {
+        "drs": {"region": "cn-north-4", "project_id": "5237e10fe9aa4ad5b16b6a5245248314",
+                "endpoint": hostile.url, "backoff_base": 0.01, "backoff_max": 0.05,
+                "max_retries": 0},
+        "jobs": [{"id": j, "compare_jobs": [HOSTILE_COMPARE] if n == 0 else []}
+                 for n, j in enumerate(HOSTILE_JOBS)],
+        "store": {"url": store_url}, "report": {"output_dir": str(out)}, "run": run}
+    if hook is not None:
+        data["channels"] = [
+            {"type": "webhook", "name": "hook-digest", "mode": "digest", "url": hook.url,
+             "secret": WEBHOOK_SECRET},
+            {"type": "webhook", "name": "hook-alert", "mode": "alert", "url": hook.url,
+             "secret": WEBHOOK_SECRET}]
+    return parse_settings(data, {})
+
+
+def _alerts(hook: Any) -> list[dict[str, Any]]:
+    return [m.json()["alert"] for m in hook.messages() if m.json()["kind"] == "alert"]
+
+
+def test_values_postgresql_refuses_are_stored_on_both_backends(
+        hostile_drs: Any, store_url: str, webhooks: dict[str, Any], tmp_path: Path) -> None:
+    """A bare NaN and 1e309, a state and codes longer than their VARCHAR(64), a NUL byte in
+    error_msg, an integer past 64 bits, a 40 KB message: the run stores and reports."""
+    from drs_report.pipeline import run_cycle
+    from drs_report.store.sanitise import CUT_MARK
+    from tests.fixtures.emulator import canary_credentials
+
+    j0, j1, j2 = HOSTILE_JOBS
+    hostile_drs.batch = lambda asked: (
+        '{"results": ['
+        f'{{"job_id": "{j0}", "progress": NaN, "incre_trans_delay": 1e309,'
+        ' "incre_trans_delay_millis": 1e309, "task_mode": "FULL_INCR_TRANS",'
+        ' "transfer_status": "INCRE_TRANSFER_STARTED", "process_time": "1",'
+        ' "remaining_time": 99999999999999999999999, "vendor": [NaN, Infinity, -Infinity]},'
+        f'{{"job_id": "{j1}", "progress": "50", "transfer_status": "{LONG_STATE}",'
+        f' "task_mode": "{"M" * 100}", "error_code": "DRS.{"9" * 100}",'
+        ' "error_msg": "disk\\u0000full"},'
+        f'{{"job_id": "{j2}", "progress": "100", "transfer_status": "INCRE_TRANSFER_STARTED",'
+        ' "incre_trans_delay": "1", "error_msg": "' + "e" * 40_000 + '"}]}')
+    hostile_drs.compare = lambda: (
+        f'{{"full_info": {{"progress": NaN, "src_speed": "{"9" * 100}B/s",'
+        ' "recheck_entities": 99999999999999999999999},'
+        ' "incre_info": {"delay": Infinity, "src_speed": "1.0KB/s", "rps": 1,'
+        ' "log_point": "lp\\u0000x", "recheck_entities": 0},'
+        f' "global_info": {{"src_speed": "{"8" * 100}B/s"}}}}')
+    hook = webhooks["webhook"]
+    settings = _run_settings(hostile_drs, store_url, tmp_path / "out", hook)
+    result = run_cycle(settings, canary_credentials())
+    assert not [e for e in result.errors if "could not be stored" in e], result.errors
+    assert sorted(m.json()["kind"] for m in hook.messages()) == ["alert", "digest"]
+    store = Store.open(store_url, in_functiongraph=False)
+    try:
+        (run,) = store.runs()
+        assert run["outcome"] == "ok"
+        history = store.history(HOSTILE_JOBS, since=T0 - timedelta(days=3650))
+        (_, r0), = history[j0]
+        (_, r1), = history[j1]
+        (_, r2), = history[j2]
+        assert r0.progress is not None and r0.progress.progress is None
+        assert r0.progress.remaining_time is None  # past 64 bits: no number, not an error
+        assert r0.progress.raw["vendor"] == [None, None, None]  # the raw answer, kept clean
+        assert r1.progress is not None and r1.progress.transfer_status is not None
+        assert len(r1.progress.transfer_status) == 64
+        assert r1.progress.transfer_status.endswith(CUT_MARK)
+        assert r1.progress.transfer_status.startswith("INCRE_TRANSFER_XXX")
+        assert r1.progress.error_msg == "diskfull"
+        assert r2.progress is not None and r2.progress.error_msg is not None
+        assert r2.progress.error_msg.endswith(CUT_MARK) and len(r2.progress.error_msg) < 17_000
+        (comp,) = r0.comparisons
+        assert comp.progress is not None and comp.progress.full_info is not None
+        assert comp.progress.full_info.src_speed is not None
+        assert comp.progress.full_info.src_speed.endswith(CUT_MARK)
+        assert comp.progress.incre_info is not None
+        assert comp.progress.incre_info.log_point == "lpx"
+    finally:
+        store.close()
+    # The report says what the API said (whole), the store what it could keep.
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    job1 = next(j for j in data["jobs"] if j["job_id"] == j1)
+    assert job1["health"] == "CRITICAL" and job1["transfer_status"] == LONG_STATE
+
+
+def test_a_lone_surrogate_is_stored_as_a_replacement_character(store: Store) -> None:
+    """"\\ud800" is valid JSON and a valid Python str, but not UTF-8: both backends refuse
+    it (SQLite's driver too), so the store boundary replaces it."""
+    reading = job_reading(1)
+    assert reading.progress is not None
+    reading.progress.error_msg = "half \ud800 of a pair"
+    reading.progress.raw = {"\udc00key": ["\ud800"]}
+    run_id = store.begin_run(trigger="test", started_at=T0)
+    store.save_snapshot(run_id, Snapshot(taken_at=T0, jobs=[reading]))
+    (_, back), = store.history([reading.job_id], since=T0)[reading.job_id]
+    assert back.progress is not None and back.progress.error_msg == "half \ufffd of a pair"
+    assert back.progress.raw == {"\ufffdkey": ["\ufffd"]}
+
+
+def _refuse_readings(store_url: str) -> None:
+    """The database refuses every reading (a full disk, a broken trigger: storing fails
+    whatever the values)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON job_snapshots BEGIN "
+                                 "SELECT RAISE(ABORT, 'no space left on device'); END")
+        else:
+            conn.exec_driver_sql("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                                 "RAISE EXCEPTION 'no space left on device'; END $$ "
+                                 "LANGUAGE plpgsql")
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON job_snapshots "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse()")
+    engine.dispose()
+
+
+def test_readings_the_database_refuses_still_give_a_report_and_deliveries(
+        hostile_drs: Any, store_url: str, webhooks: dict[str, Any], tmp_path: Path) -> None:
+    """Through the CLI, on both backends: the report is written and delivered, the run is
+    closed as failed, stderr has our one line and not psycopg's pipeline-abort line."""
+    from tests.fixtures.receivers import WEBHOOK_SECRET
+    from tests.test_end_to_end import CREDENTIALS, cli
+
+    hostile_drs.batch = _states({HOSTILE_JOBS[1]: 900.0})
+    hook = webhooks["webhook"]
+    store = Store.open(store_url, in_functiongraph=False)
+    store.upgrade()
+    store.close()
+    _refuse_readings(store_url)
+    config = tmp_path / "config.toml"
+    # Enough readings that psycopg still has some queued in its pipeline when the error
+    # comes back (with three it sometimes has not, and says nothing).
+    many = HOSTILE_JOBS + [f"{n:08d}-0000-4000-8000-00000000jb99" for n in range(10, 400)]
+    jobs = "".join(f'[[jobs]]\nid = "{j}"\n' for j in many)
+    config.write_text(
+        f'[drs]\nregion = "cn-north-4"\nproject_id = "5237e10fe9aa4ad5b16b6a5245248314"\n'
+        f'endpoint = "{hostile_drs.url}"\nmax_retries = 0\n\n{jobs}\n'
+        f'[store]\nurl = "{store_url}"\n[report]\noutput_dir = "out"\n\n'
+        f'[[channels]]\ntype = "webhook"\nmode = "digest"\nurl = "{hook.url}"\n'
+        f'secret = "{WEBHOOK_SECRET}"\n',
+        encoding="utf-8")
+    proc = cli("run", "--config", str(config), env=CREDENTIALS)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "report.json").is_file()
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any("could not be stored" in e and "no space left on device" in e
+               for e in data["errors"])
+    assert [m.json()["kind"] for m in hook.messages()] == ["digest"]
+    assert "pipeline aborted" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "the readings of this run could not be stored" in proc.stdout + proc.stderr
+    store = Store.open(store_url, in_functiongraph=False)
+    try:
+        (run,) = store.runs()
+        assert run["outcome"] == "failed" and run["finished_at"] is not None
+        assert count(store, JobSnapshot) == 0
+    finally:
+        store.close()
+
+
+def test_a_run_that_fails_is_closed_as_failed(hostile_drs: Any, store_url: str,
+                                              tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from drs_report.pipeline import run_cycle
+    from tests.fixtures.emulator import canary_credentials
+
+    hostile_drs.batch = _states({})
+    store = Store.open(store_url, in_functiongraph=False)
+    store.upgrade()
+    store.close()
+    engine = create_engine(store_url)
+    with engine.begin() as conn:  # the reports cannot be saved: the run fails half-way
+        conn.exec_driver_sql("DROP TABLE reports")
+    engine.dispose()
+    with pytest.raises(StoreError):
+        run_cycle(_run_settings(hostile_drs, store_url, tmp_path / "out"),
+                  canary_credentials())
+    store = Store.open(store_url, in_functiongraph=False)
+    try:
+        (run,) = store.runs()
+        assert run["outcome"] == "failed" and "StoreError" in run["errors"][0]
+    finally:
+        store.close()
+
+
+def _killed_mid_alert(settings_data: dict[str, Any], out: str) -> None:
+    """A run in a process of its own, with a 3 s budget (its lease: 8 s)."""
+    from drs_report.config import parse_settings
+    from drs_report.pipeline import run_cycle
+    from tests.fixtures.emulator import canary_credentials
+
+    settings = parse_settings(settings_data, {})
+    result = run_cycle(settings, canary_credentials(), deadline=time.monotonic() + 3.0)
+    Path(out).write_text(json.dumps({"run_id": result.run_id}))
+
+
+def test_a_run_killed_mid_alert_is_named_closed_and_its_recovery_announced(
+        hostile_drs: Any, store_url: str, webhooks: dict[str, Any], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Job 1 fails; the run alerting it is killed (kill -9) the moment the receiver has the
+    message. Within the claim's lease the next run names the run holding it and when its
+    claim lapses; the run after the lease closes the dead run as abandoned, counts the
+    alert as possibly sent, and announces the recovery."""
+    import multiprocessing
+
+    from drs_report.pipeline import run_cycle
+    from tests.fixtures.emulator import canary_credentials
+
+    hook = webhooks["webhook"]
+    hostile_drs.batch = _states({})
+    settings = _run_settings(hostile_drs, store_url, tmp_path / "out", hook)
+    run_cycle(settings, canary_credentials())  # all well: nothing to alert
+    assert _alerts(hook) == []
+    failing = HOSTILE_JOBS[1]
+    hostile_drs.batch = _states({failing: 900.0})  # CRITICAL
+    victim: list[Any] = []
+    verify = hook.verify
+
+    def kill_on_alert(request: Any) -> Any:
+        if json.loads(request.body).get("kind") == "alert" and victim:
+            os.kill(victim[0].pid, signal.SIGKILL)  # the body handed over, the run dead
+            victim[0].join(10)
+        return verify(request)
+
+    hook.verify = kill_on_alert
+    context = multiprocessing.get_context("spawn")
+    raw = _settings_data(hostile_drs, store_url, tmp_path / "out", hook)
+    process = context.Process(target=_killed_mid_alert, args=(raw, str(tmp_path / "v.json")))
+    victim.append(process)
+    process.start()
+    process.join(60)
+    assert process.exitcode == -signal.SIGKILL
+    hook.verify = verify
+    assert len(_alerts(hook)) == 1  # it reached the receiver
+    store = Store.open(store_url, in_functiongraph=False)
+    dead = max(r["id"] for r in store.runs())
+    assert store.runs()[-1]["outcome"] == "running"
+    store.close()
+    # Within the claim's lease: skipped, naming the dead run and when its claim lapses.
+    soon = run_cycle(settings, canary_credentials())
+    (alerting,) = [d for d in soon.deliveries if d.mode == "alert"]
+    assert alerting.status == "skipped"
+    assert f"being sent by run {dead} (cli, started " in alerting.reason
+    assert "its claim lapses at " in alerting.reason
+    # Later (past the run's lease and the claim's), the job has recovered.
+    hostile_drs.batch = _states({})
+    later = datetime.now(timezone.utc) + timedelta(minutes=11)
+    with caplog.at_level(logging.WARNING, logger="drs_report"):
+        run_cycle(settings, canary_credentials(), now=later)
+    assert any(f"closed run {dead} " in r.getMessage() and "abandoned" in r.getMessage()
+               for r in caplog.records)
+    store = Store.open(store_url, in_functiongraph=False)
+    outcomes = {r["id"]: r["outcome"] for r in store.runs()}
+    store.close()
+    assert outcomes[dead] == "abandoned" and "running" not in outcomes.values()
+    alerts = _alerts(hook)
+    assert len(alerts) == 2 and alerts[-1]["resolved"] == [f"{failing}:delay_critical"]
+
+
+def _settings_data(hostile: Any, store_url: str, out: Path, hook: Any) -> dict[str, Any]:
+    from tests.fixtures.receivers import WEBHOOK_SECRET
+
+    return {
+        "drs": {"region": "cn-north-4", "project_id": "5237e10fe9aa4ad5b16b6a5245248314",
+                "endpoint": hostile.url, "backoff_base": 0.01, "backoff_max": 0.05,
+                "max_retries": 0},
+        "jobs": [{"id": j} for j in HOSTILE_JOBS],
+        "store": {"url": store_url}, "report": {"output_dir": str(out)},
+        "run": {"safety_margin_seconds": 0.5},
+        "channels": [{"type": "webhook", "name": "hook-digest", "mode": "digest",
+                      "url": hook.url, "secret": WEBHOOK_SECRET},
+                     {"type": "webhook", "name": "hook-alert", "mode": "alert",
+                      "url": hook.url, "secret": WEBHOOK_SECRET}]}
+
+
+def test_a_clock_a_day_ahead_neither_reorders_alerts_nor_goes_unflagged(
+        hostile_drs: Any, store_url: str, webhooks: dict[str, Any], tmp_path: Path) -> None:
+    """One run's clock is 24 h ahead. The runs after it: every change still alerts, A -> B
+    -> A included (ordered by the database's sequence, not by that clock), and each says
+    its clock is earlier than the newest stored reading."""
+    from sqlalchemy import create_engine, text
+
+    from drs_report.pipeline import run_cycle
+    from tests.fixtures.emulator import canary_credentials
+
+    hook = webhooks["webhook"]
+    settings = _run_settings(hostile_drs, store_url, tmp_path / "out", hook)
+    j0, j1, j2 = HOSTILE_JOBS
+    start = datetime.now(timezone.utc)
+    states = [({j2: 120.0}, start), ({j0: 900.0}, start + timedelta(hours=24)),  # ahead
+              ({j1: 900.0}, start + timedelta(hours=1)),
+              ({j1: 900.0, j2: 900.0}, start + timedelta(hours=2)),
+              ({j1: 900.0}, start + timedelta(hours=3))]  # back to the state of run 3
+    results = []
+    for n, (delays, now) in enumerate(states):
+        hostile_drs.batch = _states(delays)
+        results.append(run_cycle(settings, canary_credentials(), now=now))
+        if n == 1:  # that machine stamped its rows by its own clock too
+            engine = create_engine(store_url)
+            with engine.begin() as conn:
+                for table, column in (("runs", "started_at"), ("job_snapshots", "taken_at")):
+                    key = "id" if table == "runs" else "run_id"
+                    conn.execute(text(f"UPDATE {table} SET {column} = :at WHERE {key} = :r"),
+                                 {"at": _db_time(engine, now), "r": results[-1].run_id})
+            engine.dispose()
+    sent = [[d.status for d in r.deliveries if d.mode == "alert"] for r in results]
+    assert sent == [["sent"]] * 5, [[d.reason for d in r.deliveries] for r in results]
+    alerts = _alerts(hook)
+    assert alerts[4]["resolved"] == [f"{j2}:delay_critical"]  # B -> A announced
+    assert alerts[3]["new"] == [f"{j2}:delay_critical"]
+    for later in results[2:]:
+        assert any("is earlier than the newest stored reading (run "
+                   f"{results[1].run_id} at " in e for e in later.errors), later.errors
+    assert not any("earlier than the newest" in e for e in results[0].errors + results[1].errors)
+
+
+def _db_time(engine: Any, at: datetime) -> Any:
+    # SQLite keeps SQLAlchemy's text form; PostgreSQL takes the datetime.
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f") if engine.dialect.name == "sqlite" else at

@@ -168,8 +168,8 @@ def _clock_check(store: Store, taken_at: datetime) -> list[str]:
             "one of the two clocks is wrong; check time synchronisation (NTP) on both"]
 
 
-def _close_abandoned(store: Store, run_id: int) -> None:
-    for gone in store.close_abandoned_runs(now=datetime.now(timezone.utc), except_run=run_id):
+def _close_abandoned(store: Store, run_id: int, now: datetime) -> None:
+    for gone in store.close_abandoned_runs(now=now, except_run=run_id):
         ended = (f"ended {gone.lease_until.isoformat(timespec='seconds')}" if gone.lease_until
                  else "is long past")
         log.warning("closed run %s (%s, started %s) as abandoned: it never finished and its "
@@ -235,15 +235,15 @@ def _cycle(
     taken_at = snapshot.taken_at
     current = now or datetime.now(timezone.utc)
     snapshot.errors.extend(_clock_check(store, taken_at))
-    run_id = store.begin_run(trigger=trigger, started_at=taken_at, lease_until=datetime.now(
-        timezone.utc) + timedelta(seconds=lease_seconds))
-    _close_abandoned(store, run_id)
+    run_id = store.begin_run(trigger=trigger, started_at=taken_at,
+                             lease_until=current + timedelta(seconds=lease_seconds))
+    _close_abandoned(store, run_id, current)
     outcome = "ok"
     try:
         store.save_snapshot(run_id, snapshot)
     except StoreError as e:  # the readings are lost, not the run: report and deliver
-        log.error("%s", e)
         snapshot.errors.append(f"the readings of this run could not be stored: {e}")
+        log.error("%s; the report and the deliveries go on without them", snapshot.errors[-1])
         outcome = "failed"
     history = store.history(
         [j.job_id for j in snapshot.jobs],

@@ -7,6 +7,7 @@ at once. Errors are StoreError with the password masked.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -105,6 +106,7 @@ class StoreBase:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+                quiet_pipeline_aborts()
         except (ArgumentError, SQLAlchemyError, ImportError) as e:
             raise StoreError(f"cannot open {cls.masked_url(url)}: "
                              f"{one_line(e, url)}") from None
@@ -184,6 +186,30 @@ class StoreBase:
 
 
 _WAL_SWITCH_SECONDS = 30.0
+
+
+class _PipelineAbortFilter(logging.Filter):
+    """psycopg's "error ignored terminating <Pipeline ...>: pipeline aborted" warning.
+
+    When a bulk insert fails, psycopg raises the real error (a StoreError to us, one clear
+    line) and, closing its pipeline, logs the abort that follows from it as a WARNING of its
+    own, which reached stderr beside our line. It says nothing the error did not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "error ignored terminating %r: %s" or not record.args:
+            return True
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        return "Pipeline" not in type(args[0]).__name__
+
+
+_PIPELINE_ABORTS = _PipelineAbortFilter()
+
+
+def quiet_pipeline_aborts() -> None:
+    """Install the filter on psycopg's logger (once; idempotent)."""
+    psycopg_log = logging.getLogger("psycopg")
+    if _PIPELINE_ABORTS not in psycopg_log.filters:
+        psycopg_log.addFilter(_PIPELINE_ABORTS)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
