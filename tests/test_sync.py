@@ -101,6 +101,29 @@ def test_a_fresh_instance_sees_the_history_and_sends_nothing_twice(
     assert [r.status for r in obs.requests("GET")[gets_before:]].count(304) == 1
 
 
+def test_an_object_an_older_version_wrote_uncompressed_still_reads(
+        emulator: Emulator, obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None) -> None:
+    hook = webhooks["webhook"]
+    run_cycle(parse_settings(synced_settings_dict(emulator, obs, tmp_path / "a",
+                                                  channels=channels(hook)), {}),
+              canary_credentials())
+    plain = object_copy(obs, tmp_path).read_bytes()
+    assert plain.startswith(b"SQLite format 3\x00")
+    obs.put_object(BUCKET, KEY, plain)  # as the file was kept before it was compressed
+    emulator.advance(600)
+    again = run_cycle(parse_settings(synced_settings_dict(emulator, obs, tmp_path / "b",
+                                                          channels=channels(hook)), {}),
+                      canary_credentials())
+    assert again.sync is not None and again.sync["fetched"] == "downloaded"
+    assert len(again.report.jobs[0].trend) == 2  # the history came through
+    assert kinds(hook) == ["alert", "digest"]  # and its claims: nothing sent twice
+    stored = obs.object(BUCKET, KEY)
+    assert stored is not None and stored.content_type == "application/gzip"
+    assert len(stored.data) < len(plain) / 3
+    assert rows(object_copy(obs, tmp_path), "SELECT COUNT(*) FROM runs") == [(2,)]
+
+
 def test_a_dry_run_only_reads_the_file(emulator: Emulator, obs: ObsEmulator,
                                        webhooks: dict[str, Receiver], tmp_path: Path,
                                        quick_lease: None) -> None:

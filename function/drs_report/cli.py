@@ -5,7 +5,7 @@ Exit codes (a public contract, see README):
   1  no report could be produced
   2  bad configuration or usage: one line naming the key, no traceback
   3  report produced, but at least one delivery failed
-  5  busy: another run holds the store's lease (store.sync); nothing fetched or sent
+  5  busy: another run holds the store's lease (store.sync); nothing stored or sent
 """
 
 from __future__ import annotations

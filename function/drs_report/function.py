@@ -10,7 +10,7 @@ event as a manual, on-demand invocation (its own keys are read as overrides). Ov
 
 It never raises: every outcome is a JSON-serialisable summary with a `status` of "ok",
 "delivery_failed", "config_error", "error" or "busy" (another run holds the synced store's
-lease: nothing fetched or sent), so the function's monitoring shows what happened and a bad
+lease: nothing stored or sent), so the function's monitoring shows what happened and a bad
 configuration is not retried by the platform as if it were transient. Each invocation ends
 with one summary line in the function's log.
 """

@@ -4,12 +4,14 @@
     info = client.get_to_file("bucket", "drs-report/history.db", Path("/tmp/h.db"))
     info = client.put_file("bucket", "drs-report/history.db", Path("/tmp/h.db"))
 
-Objects go to and from disk in 1 MiB chunks, never whole in memory. 500/502/503/504, resets
-(also mid-body) and timeouts are retried with backoff; a downloaded body is checked against
-its Content-Length and, for single-PUT objects, its ETag (the MD5). TLS is verified (a CA
-bundle may be given). Real endpoints are addressed virtual-hosted (BUCKET.obs.REGION...), an
-IP or localhost endpoint path-style (http://127.0.0.1:PORT/BUCKET/KEY), which is what the
-emulator serves. Errors are ObsError: one line naming obs://BUCKET/KEY and what to fix.
+Objects go to and from disk in 1 MiB chunks, never whole in memory; `inflate=True` writes a
+gzip body inflated as it arrives (the synced store keeps its file compressed).
+500/502/503/504, resets (also mid-body) and timeouts are retried with backoff; a downloaded
+body is checked against its Content-Length and, for single-PUT objects, its ETag (the MD5).
+TLS is verified (a CA bundle may be given). Real endpoints are addressed virtual-hosted
+(BUCKET.obs.REGION...), an IP or localhost endpoint path-style
+(http://127.0.0.1:PORT/BUCKET/KEY), which is what the emulator serves. Errors are ObsError:
+one line naming obs://BUCKET/KEY and what to fix.
 """
 
 from __future__ import annotations
