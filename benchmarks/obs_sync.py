@@ -1,6 +1,7 @@
 """Size and sync time of the SQLite history kept in OBS (`store.sync`), by fleet size.
 
     python benchmarks/obs_sync.py [--jobs 100,1000,5000] [--days 90] [--smoke]
+    python benchmarks/obs_sync.py --cold-run [--cold-jobs 100]
 
 For each fleet (one comparison per job) it writes `--days` of history at one run an hour
 through the store itself, and lets the store's own downsampling decide what stays: the
@@ -17,11 +18,19 @@ One JSON line per fleet: sqlite_mb (the working copy), object_mb (the object in 
 fetch_s, write_back_s, sync_s (the two), lease_s (taking the lease: GET + PUT),
 settle_wait_s (the part of the 0.6 s settle that fetching the file did not cover; in a run,
 fetching DRS covers more of it), downsample_s (what each run's downsampling cost).
+
+`--cold-run`: a fresh function instance's first invocation on the synced store, as
+FunctionGraph starts one: a new interpreter imports index and runs one whole cycle of N jobs
+(one comparison each; the DRS emulator in a process of its own, 20 ms per request) whose
+history is in OBS (the emulator as above, holding the previous instance's file). One JSON
+line: invocation_s (the new process, start to end), and the run's own lease_s, fetch_s,
+settle_wait_s, write_back_s.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -190,6 +199,73 @@ def measure(jobs: int, days: int, url: str, tmp: Path) -> dict[str, Any]:
             "settle_wait_s": round(stats.settle_wait_seconds, 3)}
 
 
+_INVOKE = """
+import json, sys, time
+started = time.perf_counter()
+sys.path.insert(0, {function_dir!r})
+import index
+class Context:
+    def getRemainingTimeInMilliSeconds(self): return 300000
+    def getSecurityAccessKey(self): return {ak!r}
+    def getSecuritySecretKey(self): return {sk!r}
+    def getSecurityToken(self): return ""
+    def getUserData(self, key): return ""
+    def getRequestID(self): return "bench"
+import os
+if os.environ.get("BENCH_PROFILE"):
+    import cProfile, pstats
+    pr = cProfile.Profile(); pr.enable()
+summary = index.handler({{}}, Context())
+if os.environ.get("BENCH_PROFILE"):
+    pr.disable(); pstats.Stats(pr, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+print(json.dumps({{"status": summary["status"], "sync": summary.get("sync"),
+                  "handler_s": time.perf_counter() - started}}))
+"""
+
+
+def cold_run(jobs: int, obs_url: str, tmp: Path, drs_latency_ms: float) -> dict[str, Any]:
+    import json
+
+    from common import emulator_process, fleet_jobs
+
+    with emulator_process(jobs, 1, latency_ms=drs_latency_ms) as drs_url:
+        def instance(name: str) -> tuple[float, dict[str, Any]]:
+            directory = tmp / name  # a fresh instance: its own empty /tmp
+            directory.mkdir()
+            lines = ["[drs]", 'region = "cn-north-4"', f'project_id = "{PROJECT_ID}"',
+                     f'endpoint = "{drs_url}"', "max_workers = 16", ""]
+            for job in fleet_jobs(jobs):
+                lines += ["[[jobs]]", f'id = "{job["id"]}"',
+                          f"compare_jobs = {json.dumps(job['compare_jobs'])}"]
+            lines += ["", "[store]", f'url = "sqlite:///{directory / "history.db"}"',
+                      'sync = "obs://bench/cold/history.db"', f'obs_endpoint = "{obs_url}"',
+                      "[report]", f'output_dir = "{directory / "out"}"']
+            config = directory / "config.toml"
+            config.write_text("\n".join(lines), encoding="utf-8")
+            env = {"PATH": "/usr/bin:/bin", "RUNTIME_PROJECT_ID": PROJECT_ID,
+                   "DRS_REPORT_CONFIG": str(config), "DRS_REPORT_LOG_LEVEL": "WARNING",
+                   "BENCH_PROFILE": os.environ.get("BENCH_PROFILE", "")}
+            code = _INVOKE.format(function_dir=str(FUNCTION_DIR), ak=AK, sk=SK)
+            began = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                  capture_output=True, text=True)
+            wall = time.perf_counter() - began
+            if env["BENCH_PROFILE"]:
+                print(proc.stderr, file=sys.stderr)
+            return wall, json.loads(proc.stdout.strip().splitlines()[-1])
+
+        instance("first")  # the history the fresh instance finds in OBS
+        wall, result = instance("second")
+    sync = result["sync"] or {}
+    assert result["status"] == "ok" and sync.get("fetched") == "downloaded", result
+    return {"benchmark": "obs_sync_cold_run", "jobs": jobs, "drs_latency_ms": drs_latency_ms,
+            "invocation_s": round(wall, 3),
+            "handler_s": round(result["handler_s"], 3), "lease_s": sync.get("lease_seconds"),
+            "fetch_s": sync.get("fetch_seconds"),
+            "settle_wait_s": sync.get("settle_wait_seconds"),
+            "write_back_s": sync.get("write_back_seconds")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", default="100,1000,5000")
@@ -197,6 +273,9 @@ def main() -> None:
     parser.add_argument("--mbps", type=float, default=100.0)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--cold-run", action="store_true")
+    parser.add_argument("--cold-jobs", type=int, default=100)
+    parser.add_argument("--drs-latency-ms", type=float, default=20.0)
     args = parser.parse_args()
     sizes = [20] if args.smoke else [int(n) for n in args.jobs.split(",")]
     days = 40 if args.smoke else args.days
@@ -208,6 +287,10 @@ def main() -> None:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         with tempfile.TemporaryDirectory() as tmp:
+            if args.cold_run:
+                emit(cold_run(10 if args.smoke else args.cold_jobs, url, Path(tmp),
+                              args.drs_latency_ms))
+                return
             for jobs in sizes:
                 emit(measure(jobs, days, url, Path(tmp)))
     finally:

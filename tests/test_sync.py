@@ -37,8 +37,8 @@ LEASE_KEY = f"{KEY}.lease"
 
 @pytest.fixture
 def quick_lease() -> None:
-    """The lease's own figures: a 0.5 s bound, a 0.6 s settle (lease.py)."""
-    assert lease_module.BOUND_SECONDS == 0.5 and lease_module.SETTLE_SECONDS == 0.6
+    """The lease's own figures: a 0.25 s bound, a 0.3 s settle (lease.py)."""
+    assert lease_module.BOUND_SECONDS == 0.25 and lease_module.SETTLE_SECONDS == 0.3
 
 
 def channels(hook: Receiver) -> list[dict[str, Any]]:
@@ -229,7 +229,7 @@ def test_a_lease_taken_slower_than_the_bound_does_not_count(
     obs.set_faults(ObsFaults(slow_ms=700, slow_next=1, slow_method="PUT"))
     with pytest.raises(StoreBusy) as caught:
         run_cycle(settings, canary_credentials(), force=True)
-    assert "more than the 0.5s bound" in str(caught.value)
+    assert "more than the 0.25s bound" in str(caught.value)
     assert _lease_requests(obs) == [("GET", 404), ("PUT", 200)]  # no DELETE
     assert obs.object(BUCKET, KEY) == version and len(hook.messages()) == 2
     assert obs.requests("GET") == [r for r in obs.requests() if r.key == LEASE_KEY

@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 
 log = logs.get_logger("store")
 
-BOUND_SECONDS = 0.5  # the longest a GET + PUT of the lease may take and still count
-SETTLE_SECONDS = 0.6  # from our PUT's answer to the confirming GET: the bound and 20%
+BOUND_SECONDS = 0.25  # the longest a GET + PUT of the lease may take and still count
+SETTLE_SECONDS = 0.3  # from our PUT's answer to the confirming GET: the bound and 20%
 TAKE_TRIES = 3  # attempts at a GET + PUT within the bound before the run gives up as busy
 EXPIRY_MARGIN_SECONDS = 5.0  # added to the run's budget: a kill at the deadline still expires
 
