@@ -163,6 +163,10 @@ class _Handler(BaseHTTPRequestHandler):
         return bytes(chunks)
 
     def _write_head(self, status: int, headers: dict[str, str]) -> None:
+        # Recorded before the client can see it: a test reading the log right after its
+        # call returns finds the request there, with its status.
+        if self._entry is not None:
+            self._entry.status = status
         self.send_response_only(status)
         self.send_header("Date", formatdate(usegmt=True))
         self.send_header("Server", "OBS")
@@ -175,6 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
               *, reset_halfway: bool = False) -> None:
         head = {"Content-Length": str(len(body)), **(headers or {})}
         self._write_head(status, head)
+        if reset_halfway and self._entry is not None:
+            self._entry.status = 0  # the answer never arrives whole
         if self.command == "HEAD" or not body:
             self.wfile.flush()
             return
@@ -206,6 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         arrived = time.monotonic()
+        self._entry: ObsRequest | None = None  # one handler serves a kept-alive connection
         state = self.server.state
         parts = urlsplit(self.path)
         if parts.path.startswith("/_emulator/"):
@@ -215,7 +222,10 @@ class _Handler(BaseHTTPRequestHandler):
         segments = parts.path.lstrip("/").split("/", 1)
         bucket = segments[0]
         key = segments[1] if len(segments) > 1 else ""
-        status = 500
+        self._entry = entry = ObsRequest(method, bucket, key, 500,
+                                 {k.lower(): v for k, v in self.headers.items()}, arrived)
+        with state.lock:
+            state.log.append(entry)
         try:
             faults = state.faults
             if faults.latency_ms:
@@ -239,17 +249,11 @@ class _Handler(BaseHTTPRequestHandler):
             # HEAD answers as GET does, without the body.
             serve = {"GET": self._get, "HEAD": self._get, "PUT": self._put,
                      "DELETE": self._delete}[method]
-            status = serve(objects, unquote(key), body)
+            serve(objects, unquote(key), body)
         except _Refusal as refusal:
-            status = refusal.status
             self._error(refusal, parts.path)
         except (ConnectionError, OSError):
-            status = 0
-        finally:
-            with state.lock:
-                state.log.append(ObsRequest(method, bucket, key, status,
-                                            {k.lower(): v for k, v in self.headers.items()},
-                                            arrived))
+            entry.status = 0  # the client went away mid-answer
 
     def _authenticate(self, method: str, path: str, query: str) -> None:
         state = self.server.state
