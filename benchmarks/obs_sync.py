@@ -30,7 +30,6 @@ settle_wait_s, write_back_s.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -211,13 +210,7 @@ class Context:
     def getSecurityToken(self): return ""
     def getUserData(self, key): return ""
     def getRequestID(self): return "bench"
-import os
-if os.environ.get("BENCH_PROFILE"):
-    import cProfile, pstats
-    pr = cProfile.Profile(); pr.enable()
 summary = index.handler({{}}, Context())
-if os.environ.get("BENCH_PROFILE"):
-    pr.disable(); pstats.Stats(pr, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
 print(json.dumps({{"status": summary["status"], "sync": summary.get("sync"),
                   "handler_s": time.perf_counter() - started}}))
 """
@@ -243,15 +236,12 @@ def cold_run(jobs: int, obs_url: str, tmp: Path, drs_latency_ms: float) -> dict[
             config = directory / "config.toml"
             config.write_text("\n".join(lines), encoding="utf-8")
             env = {"PATH": "/usr/bin:/bin", "RUNTIME_PROJECT_ID": PROJECT_ID,
-                   "DRS_REPORT_CONFIG": str(config), "DRS_REPORT_LOG_LEVEL": "WARNING",
-                   "BENCH_PROFILE": os.environ.get("BENCH_PROFILE", "")}
+                   "DRS_REPORT_CONFIG": str(config), "DRS_REPORT_LOG_LEVEL": "WARNING"}
             code = _INVOKE.format(function_dir=str(FUNCTION_DIR), ak=AK, sk=SK)
             began = time.perf_counter()
             proc = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                                   capture_output=True, text=True)
             wall = time.perf_counter() - began
-            if env["BENCH_PROFILE"]:
-                print(proc.stderr, file=sys.stderr)
             return wall, json.loads(proc.stdout.strip().splitlines()[-1])
 
         instance("first")  # the history the fresh instance finds in OBS
