@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -450,6 +451,25 @@ def _store_rows(url: str) -> tuple[int, int]:
         return len(store.runs()), len(store.attempts())
     finally:
         store.close()
+
+
+def test_a_dry_run_on_a_history_an_older_drs_report_wrote_says_to_upgrade_first(
+        emulator: Emulator, tmp_path: Path) -> None:
+    from drs_report.store import Store
+
+    db = tmp_path / "h.db"
+    old = Store.open(f"sqlite:///{db}", in_functiongraph=False)
+    old.upgrade("0002")
+    old.close()
+    config = write_config(tmp_path / "config.toml", emulator.url, emulator.jobs_config(),
+                          f"sqlite:///{db}")
+    proc = cli("run", "--config", str(config), "--dry-run", env=CREDENTIALS)
+    assert proc.returncode == 1, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "schema revision 0002" in line and "drs-report db upgrade" in line
+    with sqlite3.connect(db) as conn:  # not migrated, nothing written: a dry run changes nothing
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
 
 
 def test_a_dry_run_writes_nothing_and_predicts_the_real_run(

@@ -144,6 +144,31 @@ def test_a_download_cut_short_for_good_leaves_the_old_file(obs: ObsEmulator,
     assert list(tmp_path.iterdir()) == [target]  # no .part left behind
 
 
+def test_a_gzip_body_is_inflated_as_it_arrives_and_a_cut_one_refused(
+        obs: ObsEmulator, tmp_path: Path) -> None:
+    import gzip
+
+    data = os.urandom(1 << 20) + b"SQLite pages repeat themselves " * 100_000
+    packed = gzip.compress(data, 1)
+    obs.put_object(BUCKET, "h.db", packed)
+    client = client_for(obs)
+    got = client.get_to_file(BUCKET, "h.db", tmp_path / "h.db", inflate=True)
+    assert got is not None and got.size == len(packed)  # what came over the wire
+    assert (tmp_path / "h.db").read_bytes() == data
+    plain = client.get_to_file(BUCKET, "h.db", tmp_path / "as-is.db")  # inflate off
+    assert plain is not None and (tmp_path / "as-is.db").read_bytes() == packed
+    obs.put_object(BUCKET, "old.db", b"SQLite format 3\x00 written uncompressed")
+    old = client.get_to_file(BUCKET, "old.db", tmp_path / "old.db", inflate=True)
+    assert old is not None
+    assert (tmp_path / "old.db").read_bytes() == b"SQLite format 3\x00 written uncompressed"
+    obs.put_object(BUCKET, "cut.db", packed[:len(packed) // 2])  # a stream that just ends
+    target = tmp_path / "cut.db"
+    with pytest.raises(ObsError) as caught:
+        client_for(obs, max_retries=1).get_to_file(BUCKET, "cut.db", target, inflate=True)
+    assert "gzip body ended early" in str(caught.value)
+    assert not target.exists() and not (tmp_path / "cut.db.part").exists()
+
+
 def test_get_honours_if_none_match_and_if_match(obs: ObsEmulator, tmp_path: Path) -> None:
     etag = obs.put_object(BUCKET, "h.db", b"version one")
     client = client_for(obs)
@@ -197,22 +222,31 @@ from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).resolve().parent.parent / "function")!r})
 from drs_report.obs.client import ObsClient
 from drs_report.secrets import Credentials
+from drs_report.store.sync import pack_file  # imported before anything is counted
 client = ObsClient({obs.url!r}, Credentials.of({CANARY_AK!r}, {CANARY_SK!r}, {CANARY_TOKEN!r}))
 tracemalloc.start()
 client.put_file("{BUCKET}", "big.db", Path({str(source)!r}))
 put_peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.reset_peak()
 client.get_to_file("{BUCKET}", "big.db", Path({str(tmp_path / "back.db")!r}))
-print(json.dumps([put_peak, tracemalloc.get_traced_memory()[1]]))
+get_peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.reset_peak()
+pack_file(Path({str(source)!r}), Path({str(tmp_path / "big.db.gz")!r}))
+client.put_file("{BUCKET}", "big.db.gz", Path({str(tmp_path / "big.db.gz")!r}))
+client.get_to_file("{BUCKET}", "big.db.gz", Path({str(tmp_path / "inflated.db")!r}),
+                   inflate=True)
+print(json.dumps([put_peak, get_peak, tracemalloc.get_traced_memory()[1]]))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    put_peak, get_peak = json.loads(proc.stdout)
+    put_peak, get_peak, gzip_peak = json.loads(proc.stdout)
     assert (tmp_path / "back.db").read_bytes() == source.read_bytes()
-    # Chunks of 1 MiB in flight, never the 24 MiB file.
+    assert (tmp_path / "inflated.db").read_bytes() == source.read_bytes()
+    # Chunks of 1 MiB in flight, never the 24 MiB file, compressed or not.
     assert put_peak < 6 << 20, put_peak
     assert get_peak < 6 << 20, get_peak
+    assert gzip_peak < 8 << 20, gzip_peak
 
 
 def test_tls_is_verified_and_a_ca_bundle_is_respected(tls_files: tuple[Any, str],

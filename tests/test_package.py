@@ -69,7 +69,7 @@ def function_config(emulator_jobs: list[dict[str, Any]]) -> str:
     jobs = "".join(f'[[jobs]]\nid = "{j["id"]}"\ncompare_jobs = {json.dumps(j["compare_jobs"])}\n'
                    for j in emulator_jobs)
     return ('[drs]\nregion = "cn-north-4"\nendpoint = "${DRS_ENDPOINT}"\n\n' + jobs +
-            '\n[store]\nurl = "${DRS_REPORT_STORE_URL:-sqlite:////tmp/drs-report.db}"\n'
+            '\n[store]\nurl = "${DRS_REPORT_STORE_URL}"\n'
             '\n[report]\noutput_dir = "${REPORT_DIR}"\n'
             '\n[[channels]]\ntype = "smtp"\nname = "dba-mail"\nhost = "${SMTP_HOST}"\n'
             'port = "${SMTP_PORT}"\nsecurity = "none"\nusername = "${SMTP_USER}"\n'
@@ -176,7 +176,7 @@ def test_the_build_lists_each_name_and_where_it_must_come_from(builds: dict[str,
                           "${SMTP_HOST}", "${SMTP_PORT}", "${SMTP_USER}", "${SMTP_PASSWORD}"}
     assert "encrypted user data" in lines["${SMTP_PASSWORD}"]
     assert "channels[0].password" in lines["${SMTP_PASSWORD}"]
-    assert "optional, encrypted user data" in lines["${DRS_REPORT_STORE_URL}"]
+    assert "encrypted user data" in lines["${DRS_REPORT_STORE_URL}"]
     assert "user data (Terraform: settings)" in lines["${SMTP_HOST}"]
     assert "encrypted" not in lines["${SMTP_USER}"]
     everything = "".join(b["stdout"] + b["stderr"] for b in builds.values())

@@ -6,6 +6,7 @@ count what arrives, runs in processes of their own where they overlap or get kil
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import multiprocessing
@@ -21,7 +22,7 @@ import pytest
 
 from drs_report.config import parse_settings
 from drs_report.emulator import Emulator, Faults
-from drs_report.emulator.obs import ObsEmulator
+from drs_report.emulator.obs import ObsEmulator, ObsFaults
 from drs_report.errors import StoreError
 from drs_report.pipeline import run_cycle
 from drs_report.store import lease as lease_module
@@ -35,11 +36,9 @@ LEASE_KEY = f"{KEY}.lease"
 
 
 @pytest.fixture
-def quick_lease(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process runs on loopback: a shorter settle keeps the tests quick (the scheme is
-    the same; the subprocess tests below use the real figures)."""
-    monkeypatch.setattr(lease_module, "WINDOW_SECONDS", 0.5)
-    monkeypatch.setattr(lease_module, "SETTLE_SECONDS", 0.6)
+def quick_lease() -> None:
+    """The lease's own figures: a 0.25 s bound, a 0.3 s settle (lease.py)."""
+    assert lease_module.BOUND_SECONDS == 0.25 and lease_module.SETTLE_SECONDS == 0.3
 
 
 def channels(hook: Receiver) -> list[dict[str, Any]]:
@@ -62,10 +61,11 @@ def rows(path: Path, sql: str) -> list[Any]:
 
 
 def object_copy(obs: ObsEmulator, tmp_path: Path) -> Path:
+    """The SQLite file as OBS holds it: gzip-compressed."""
     stored = obs.object(BUCKET, KEY)
-    assert stored is not None
+    assert stored is not None and stored.data[:2] == b"\x1f\x8b", "not gzip"
     copy = tmp_path / f"object-{time.monotonic_ns()}.db"
-    copy.write_bytes(stored.data)
+    copy.write_bytes(gzip.decompress(stored.data))
     return copy
 
 
@@ -99,6 +99,29 @@ def test_a_fresh_instance_sees_the_history_and_sends_nothing_twice(
     third = run_cycle(second, canary_credentials())
     assert third.sync is not None and third.sync["fetched"] == "unchanged"
     assert [r.status for r in obs.requests("GET")[gets_before:]].count(304) == 1
+
+
+def test_an_object_an_older_version_wrote_uncompressed_still_reads(
+        emulator: Emulator, obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None) -> None:
+    hook = webhooks["webhook"]
+    run_cycle(parse_settings(synced_settings_dict(emulator, obs, tmp_path / "a",
+                                                  channels=channels(hook)), {}),
+              canary_credentials())
+    plain = object_copy(obs, tmp_path).read_bytes()
+    assert plain.startswith(b"SQLite format 3\x00")
+    obs.put_object(BUCKET, KEY, plain)  # as the file was kept before it was compressed
+    emulator.advance(600)
+    again = run_cycle(parse_settings(synced_settings_dict(emulator, obs, tmp_path / "b",
+                                                          channels=channels(hook)), {}),
+                      canary_credentials())
+    assert again.sync is not None and again.sync["fetched"] == "downloaded"
+    assert len(again.report.jobs[0].trend) == 2  # the history came through
+    assert kinds(hook) == ["alert", "digest"]  # and its claims: nothing sent twice
+    stored = obs.object(BUCKET, KEY)
+    assert stored is not None and stored.content_type == "application/gzip"
+    assert len(stored.data) < len(plain) / 3
+    assert rows(object_copy(obs, tmp_path), "SELECT COUNT(*) FROM runs") == [(2,)]
 
 
 def test_a_dry_run_only_reads_the_file(emulator: Emulator, obs: ObsEmulator,
@@ -150,6 +173,7 @@ def test_a_run_that_outlived_its_lease_is_merged_not_overwritten(
     emulator.advance(600)
     with caplog.at_level(logging.WARNING, logger="drs_report"), \
             synced_store(slow, canary_credentials(), trigger="cli", ttl_seconds=60) as synced:
+        synced.confirm()
         run_id = synced.store.begin_run(trigger="cli", started_at=datetime.now(timezone.utc))
         assert synced.store.claim_delivery("digest:late:1", run_id=run_id, channel="late",
                                            mode="digest", now=datetime.now(timezone.utc))
@@ -179,6 +203,113 @@ def test_a_refused_bucket_names_it_and_the_missing_permission(
     assert "obs://drs-report/drs-report/history.db.lease" in message
     assert "needs obs:object:PutObject on bucket drs-report" in message
     assert "\n" not in message and CANARY_SK not in message and CANARY_TOKEN not in message
+
+
+def _lease_requests(obs: ObsEmulator) -> list[tuple[str, int]]:
+    return [(r.method, r.status) for r in obs.requests() if r.key == LEASE_KEY]
+
+
+def test_a_lease_taken_slower_than_the_bound_does_not_count(
+        emulator: Emulator, obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None) -> None:
+    hook = webhooks["webhook"]
+    settings = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "i",
+                                                   channels=channels(hook)), {})
+    # A first GET slower than half the bound (a cold connection): no PUT, tried again.
+    obs.set_faults(ObsFaults(slow_ms=400, slow_next=1, slow_method="GET"))
+    result = run_cycle(settings, canary_credentials())
+    assert result.sync is not None and result.sync["written_back"]
+    assert _lease_requests(obs)[:3] == [("GET", 404), ("GET", 404), ("PUT", 200)]
+    assert kinds(hook) == ["alert", "digest"]
+    # A PUT answered past the bound: busy, nothing stored or sent, and the lease is left
+    # to expire (it may stand in for a lease it overwrote).
+    emulator.advance(600)
+    version = obs.object(BUCKET, KEY)
+    obs.state.log.clear()
+    obs.set_faults(ObsFaults(slow_ms=700, slow_next=1, slow_method="PUT"))
+    with pytest.raises(StoreBusy) as caught:
+        run_cycle(settings, canary_credentials(), force=True)
+    assert "more than the 0.25s bound" in str(caught.value)
+    assert _lease_requests(obs) == [("GET", 404), ("PUT", 200)]  # no DELETE
+    assert obs.object(BUCKET, KEY) == version and len(hook.messages()) == 2
+    assert obs.requests("GET") == [r for r in obs.requests() if r.key == LEASE_KEY
+                                   and r.method == "GET"]  # the file was not even fetched
+    left = obs.object(BUCKET, LEASE_KEY)
+    assert left is not None
+    obs.state.buckets[BUCKET].pop(LEASE_KEY)
+    # Reads slow every time: no PUT at all, then busy.
+    obs.state.log.clear()
+    obs.set_faults(ObsFaults(slow_ms=300, slow_rate=1.0, slow_method="GET"))
+    with pytest.raises(StoreBusy) as caught:
+        run_cycle(settings, canary_credentials(), force=True)
+    assert _lease_requests(obs) == [("GET", 404)] * lease_module.TAKE_TRIES
+    assert obs.object(BUCKET, KEY) == version and len(hook.messages()) == 2
+
+
+def test_the_settle_overlaps_reading_drs_and_a_lost_lease_stores_and_sends_nothing(
+        obs: ObsEmulator, webhooks: dict[str, Receiver], tmp_path: Path,
+        quick_lease: None) -> None:
+    import threading
+
+    hook = webhooks["webhook"]
+    with make_emulator(faults=Faults(latency_ms=250)) as slow:
+        settings = parse_settings(synced_settings_dict(slow, obs, tmp_path / "i",
+                                                       channels=channels(hook)), {})
+        first_drs: list[float] = []
+        watching = threading.Event()
+
+        def watch() -> None:  # when the first DRS request was answered, to 2 ms
+            served = slow.requests_served
+            while watching.is_set() and not first_drs:
+                if slow.requests_served > served:
+                    first_drs.append(time.monotonic())
+                time.sleep(0.002)
+
+        watching.set()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        result = run_cycle(settings, canary_credentials())
+        watching.clear()
+        watcher.join()
+        lease = [r for r in obs.requests() if r.key == LEASE_KEY]
+        put = next(r.at for r in lease if r.method == "PUT")
+        confirm = next(r.at for r in lease if r.method == "GET" and r.at > put)
+        fetched = next(r.at for r in obs.requests("GET") if r.key == KEY)
+        # The file and DRS were read during the settle, and the confirming read came no
+        # sooner than the settle after the lease was written.
+        assert put < fetched < put + 0.3 and first_drs and put < first_drs[0] < confirm
+        assert confirm - put >= lease_module.SETTLE_SECONDS
+        # What the run itself measured: only the rest of the settle was waited for.
+        assert result.sync is not None
+        assert result.sync["settle_wait_seconds"] < lease_module.SETTLE_SECONDS - 0.1
+        assert kinds(hook) == ["alert", "digest"]
+        # Another run's PUT lands after ours (a race): our confirmation finds its lease.
+        slow.advance(600)
+        version = obs.object(BUCKET, KEY)
+        rival = Lease("timer run on another-instance pid 11 (0badf00d)",
+                      datetime.now(timezone.utc), datetime.now(timezone.utc).replace(
+                          year=datetime.now(timezone.utc).year + 1))
+
+        def overwrite() -> None:
+            deadline = time.monotonic() + 30
+            while obs.object(BUCKET, LEASE_KEY) is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            obs.put_object(BUCKET, LEASE_KEY, rival.to_json())
+
+        racer = threading.Thread(target=overwrite, daemon=True)
+        racer.start()
+        served = slow.requests_served
+        with pytest.raises(StoreBusy) as caught:
+            run_cycle(settings, canary_credentials(), force=True)
+        racer.join()
+        assert "another-instance pid 11" in str(caught.value)
+        assert slow.requests_served > served  # DRS was read ...
+    assert obs.object(BUCKET, KEY) == version  # ... but nothing stored
+    assert kinds(hook) == ["alert", "digest"]  # ... and nothing sent
+    stored = obs.object(BUCKET, LEASE_KEY)
+    assert stored is not None and stored.data == rival.to_json()  # theirs, left alone
+    runs = rows(tmp_path / "i" / "history.db", "SELECT COUNT(*) FROM runs")
+    assert runs == [(1,)]  # the working copy: the first run only
 
 
 # -- runs in processes of their own ------------------------------------------------------------
@@ -269,3 +400,96 @@ def test_a_run_killed_with_its_lease_is_taken_over_after_expiry(
     assert left.owner in result.sync["took_over_lease_of"]
     assert kinds(hook) == ["alert", "digest"]
     assert obs.object(BUCKET, LEASE_KEY) is None
+
+
+# -- the HTTP side's read-only copy ------------------------------------------------------------
+
+
+def _web_config(directory: Path, emulator: Emulator, obs: ObsEmulator) -> Path:
+    """The HTTP side's instance: its own /tmp (directory), the history in OBS."""
+    from tests.web_fixtures import WEB_TOKEN
+
+    jobs = "".join(f'[[jobs]]\nid = "{j["id"]}"\n' for j in emulator.jobs_config())
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.toml"
+    path.write_text(
+        f'[drs]\nregion = "cn-north-4"\nproject_id = "{emulator.project_id}"\n'
+        f'endpoint = "{emulator.url}"\n\n{jobs}\n[store]\n'
+        f'url = "sqlite:///{directory / "history.db"}"\nsync = "obs://{BUCKET}/{KEY}"\n'
+        f'obs_endpoint = "{obs.url}"\n[report]\noutput_dir = "{directory / "out"}"\n'
+        f'[web]\ntoken = "{WEB_TOKEN}"\n', encoding="utf-8")
+    return path
+
+
+def _get(config: Path, path: str) -> int:
+    """GET through index.handler with an APIG event, as the APIG trigger invokes it."""
+    import index
+
+    from tests.test_function import FakeContext
+    from tests.web_fixtures import apig_event, bearer
+
+    answer = index.handler(apig_event("GET", path, headers=bearer()),
+                           FakeContext(user_data={"DRS_REPORT_CONFIG": str(config)}))
+    return int(answer["statusCode"])
+
+
+@pytest.fixture
+def fresh_apps() -> Any:
+    """No warm App from another test: each test's APIG instance starts fresh."""
+    from drs_report.web import apig
+
+    def clear() -> None:
+        for app in apig._apps.values():
+            app.close()
+        apig._apps.clear()
+
+    clear()
+    yield
+    clear()
+
+
+def test_the_http_side_answers_from_its_own_copy_and_never_writes_or_leases(
+        emulator: Emulator, obs: ObsEmulator, tmp_path: Path, quick_lease: None,
+        fresh_apps: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drs_report.store import sync as sync_module
+
+    interval = 1.0
+    monkeypatch.setattr(sync_module, "REVALIDATE_SECONDS", interval)
+    timer = parse_settings(synced_settings_dict(emulator, obs, tmp_path / "timer"), {})
+    web = _web_config(tmp_path / "web", emulator, obs)
+    sent_by_web: list[Any] = []  # every OBS request the HTTP side made
+
+    def get(path: str) -> tuple[int, list[tuple[str, str, int]]]:
+        mark = len(obs.state.log)
+        status = _get(web, path)
+        made = obs.state.log[mark:]
+        sent_by_web.extend(made)
+        return status, [(r.method, r.key, r.status) for r in made]
+
+    assert get("/reports/1") == (503, [("GET", KEY, 404)])  # nothing in OBS yet
+    time.sleep(interval)
+    first = run_cycle(timer, canary_credentials())
+    # A fresh instance (nothing in its /tmp) answers from the synced history.
+    assert get(f"/reports/{first.run_id}") == (200, [("GET", KEY, 200)])
+    assert (tmp_path / "web" / "read-only").is_dir()
+    assert not (tmp_path / "web" / "history.db").exists()  # not a run's working copy
+    # A new run is written back; within the interval the copy answers without asking ...
+    emulator.advance(600)
+    second = run_cycle(timer, canary_credentials())
+    assert get(f"/reports/{second.run_id}") == (404, [])
+    time.sleep(interval)
+    # ... and after it, asks and sees the new run.
+    assert get(f"/reports/{second.run_id}") == (200, [("GET", KEY, 200)])
+    # While a timer run holds the lease, the HTTP side neither reads nor touches it; an
+    # unchanged file costs a 304.
+    now = datetime.now(timezone.utc)
+    holder = Lease("timer run on another-instance pid 9 (feedbeef)", now,
+                   now.replace(year=now.year + 1))
+    obs.put_object(BUCKET, LEASE_KEY, holder.to_json())
+    time.sleep(interval)
+    assert get(f"/reports/{first.run_id}") == (200, [("GET", KEY, 304)])
+    stored, current = obs.object(BUCKET, LEASE_KEY), obs.object(BUCKET, KEY)
+    assert stored is not None and stored.data == holder.to_json()
+    assert current is not None and sent_by_web[-1].headers["if-none-match"] == current.etag
+    # Over the whole test: GETs of the history object only, no PUT, no DELETE, no lease.
+    assert {(r.method, r.key) for r in sent_by_web} == {("GET", KEY)}

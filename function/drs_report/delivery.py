@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import requests
 
     from drs_report.channels.base import Channel
-    from drs_report.store import Store
+    from drs_report.store import SentDelivery, Store
 
 log = logs.get_logger("delivery")
 
@@ -140,12 +140,12 @@ def _plan(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
             return f"digest waits until {delivery.digest_earliest:%H:%M} {delivery.time_zone}"
         return _Plan(key=f"digest:{config.name}:{local.date().isoformat()}",
                      message=Message(report, rendered, "digest", language=language))
-    last = store.last_sent(config.name, "alert")
-    previous = dict(p.split("=", 1) for p in last.problems if "=" in p) if last else None
+    last = _alerted_state(store, config.name, report, now)
+    previous = _problems_of(last) if last else None
     changes = diff_problems(previous, report)
     if changes.empty() and last is not None and delivery.alert_reminder_hours > 0:
         critical = [p for p in report.problems if p.health is Health.CRITICAL]
-        due = now - last.sent_at >= timedelta(hours=delivery.alert_reminder_hours)
+        due = _reminder_due(now, last.sent_at, delivery.alert_reminder_hours)
         if critical and due:
             changes.reminder = critical
     if changes.empty():
@@ -180,6 +180,46 @@ def _already_sent(store: Store, config: ChannelConfig, key: str) -> bool:
     return False
 
 
+def _problems_of(sent: SentDelivery) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in sent.problems if "=" in p)
+
+
+def _alerted_state(store: Store, channel: str, report: Report, now: datetime
+                   ) -> SentDelivery | None:
+    """What the next alert is computed from: the last confirmed send, or a later claim whose
+    run died mid-send (it may have reached the receiver: counting it lets the recovery be
+    announced). When that claim said what this run would say, the state before it, so the
+    alert it may never have delivered goes again (under its key: the lapsed claim is taken
+    over)."""
+    last = store.last_sent(channel, "alert")
+    maybe = store.possibly_sent(channel, "alert", now=now)
+    if maybe is None or diff_problems(_problems_of(maybe), report).empty():
+        return last
+    return maybe
+
+
+def _reminder_due(now: datetime, sent_at: datetime, hours: float) -> bool:
+    """Due after `hours`; also when the last send is stamped later than this clock (one of
+    the clocks is wrong): a clock a day ahead must not silence reminders for a day."""
+    elapsed = now - sent_at
+    return elapsed >= timedelta(hours=hours) or elapsed < -timedelta(minutes=1)
+
+
+def _claimed_elsewhere(store: Store, key: str, plan_key: str) -> str:
+    """Why this send is skipped, naming the run that holds it and when its claim lapses."""
+    holder = store.claim_holder(key)
+    if holder is None:  # released between our try and this look
+        return f"already sent or being sent by another run ({plan_key})"
+    run = f"run {holder.run_id}"
+    if holder.run_trigger and holder.run_started_at:
+        run += f" ({holder.run_trigger}, started {holder.run_started_at:%Y-%m-%d %H:%M:%S}Z)"
+    if holder.state == "sent" and holder.sent_at is not None:
+        return f"already sent by {run} at {holder.sent_at:%Y-%m-%d %H:%M:%S}Z ({plan_key})"
+    return (f"being sent by {run}, claimed at {holder.claimed_at:%H:%M:%S}Z; if that run "
+            f"died, its claim lapses at {holder.lapses_at:%Y-%m-%d %H:%M:%S}Z and a later run "
+            f"sends it ({plan_key})")
+
+
 def _deliver_one(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
                  settings: Settings, store: Store, run_id: int | None, *, now: datetime,
                  deadline: float | None, force: bool, dry_run: bool,
@@ -210,8 +250,8 @@ def _deliver_one(config: ChannelConfig, report: Report, rendered: Mapping[str, s
         raise ValueError("a real delivery needs the run's id")
     key = f"{plan.key}:force:{run_id}" if force else plan.key
     if not store.claim_delivery(key, run_id=run_id, channel=config.name, mode=config.mode,
-                                now=now):
-        outcome.reason = f"already sent or being sent by another run ({plan.key})"
+                                now=now, fingerprint=plan.fingerprint, problems=plan.problems):
+        outcome.reason = _claimed_elsewhere(store, key, plan.key)
         return outcome
     plan.message.idempotency_key = key
     return _attempts(channel, plan, key, config, report, store, run_id, deadline=deadline,

@@ -15,9 +15,10 @@ Two narrower kinds of run:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from drs_report import logs
 from drs_report.config import JOB_ID_RE, JobConfig, Settings
-from drs_report.errors import ConfigError, DrsReportError
+from drs_report.errors import ConfigError, DrsReportError, StoreError
 from drs_report.secrets import Credentials
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ EXIT_BUSY = 5  # another run holds the store's lease: nothing stored or sent
 
 # A lease without a hard deadline to expire with (a CLI run) lasts this long.
 DEFAULT_LEASE_SECONDS = 900.0
+# A stored reading this much later than this machine's clock is flagged (runs of two
+# instances a second apart are not).
+CLOCK_TOLERANCE = timedelta(minutes=1)
 
 # previous_report(before_run_id=...) for a dry run, which has no run id: the latest report.
 _AFTER_EVERY_RUN = 2**62
@@ -190,33 +194,79 @@ def run_cycle(
         trigger=trigger, deadline=deadline, now=now, session=session, force=force,
         dry_run=dry_run, job_ids=job_ids, modes=modes, started=started,
         output_dir=output_dir)
+    kwargs["lease_seconds"] = lease_seconds(settings, hard_deadline)
     if store is not None:
-        return _cycle(settings, credentials, store, **kwargs)
+        with _failed_runs_closed(store):
+            return _cycle(settings, credentials, store, **kwargs)
     if settings.store.sync:
-        return _synced_cycle(settings, credentials, hard_deadline=hard_deadline, **kwargs)
+        return _synced_cycle(settings, credentials, **kwargs)
     opened = _open_for_dry_run(settings.store.url) if dry_run else \
         Store.open(settings.store.url)
     try:
-        return _cycle(settings, credentials, opened, **kwargs)
+        with _failed_runs_closed(opened):
+            return _cycle(settings, credentials, opened, **kwargs)
     finally:
         opened.close()
 
 
-def _synced_cycle(settings: Settings, credentials: Credentials, *,
-                  hard_deadline: float | None, **kwargs: Any) -> RunResult:
-    """The cycle on the SQLite file kept in OBS: lease, fetch, run, write back, release."""
+def lease_seconds(settings: Settings, hard_deadline: float | None) -> float:
+    """How long this run may hold the store: its time budget (the platform's deadline and a
+    margin, else run.time_budget_seconds and DEFAULT_LEASE_SECONDS, else that alone)."""
     from drs_report.store.lease import EXPIRY_MARGIN_SECONDS
-    from drs_report.store.sync import synced_store
 
     if hard_deadline is not None:
-        ttl = max(hard_deadline - time.monotonic(), 1.0) + EXPIRY_MARGIN_SECONDS
-    elif settings.run.time_budget_seconds is not None:
-        ttl = settings.run.time_budget_seconds + DEFAULT_LEASE_SECONDS
-    else:
-        ttl = DEFAULT_LEASE_SECONDS
-    with synced_store(settings, credentials, trigger=kwargs["trigger"], ttl_seconds=ttl,
-                      dry_run=kwargs["dry_run"]) as synced:
-        result = _cycle(settings, credentials, synced.store, downsample=True, **kwargs)
+        return max(hard_deadline - time.monotonic(), 1.0) + EXPIRY_MARGIN_SECONDS
+    if settings.run.time_budget_seconds is not None:
+        return settings.run.time_budget_seconds + DEFAULT_LEASE_SECONDS
+    return DEFAULT_LEASE_SECONDS
+
+
+@contextlib.contextmanager
+def _failed_runs_closed(store: Store) -> Iterator[None]:
+    """A run that fails after it began is closed as `failed`, not left `running` for ever
+    (best effort: the store may be what failed)."""
+    try:
+        yield
+    except BaseException as e:
+        for run_id in store.runs_begun:
+            with contextlib.suppress(Exception):
+                store.finish_run(run_id, outcome="failed", counts={},
+                                 errors=[logs.redact(f"{type(e).__name__}: {e}")],
+                                 partial=False, finished_at=datetime.now(timezone.utc),
+                                 only_running=True)
+        raise
+
+
+def _clock_check(store: Store, taken_at: datetime) -> list[str]:
+    """A run error when this machine's clock is earlier than the newest stored reading:
+    one of the two clocks is wrong (pruning and downsampling do not trust it either)."""
+    newest = store.newest_run_start()
+    if newest is None or newest[1] <= taken_at + CLOCK_TOLERANCE:
+        return []
+    run_id, at = newest
+    return [f"this machine's clock ({taken_at.isoformat(timespec='seconds')}) is earlier than "
+            f"the newest stored reading (run {run_id} at {at.isoformat(timespec='seconds')}): "
+            "one of the two clocks is wrong; check time synchronisation (NTP) on both"]
+
+
+def _close_abandoned(store: Store, run_id: int, now: datetime) -> None:
+    for gone in store.close_abandoned_runs(now=now, except_run=run_id):
+        ended = (f"ended {gone.lease_until.isoformat(timespec='seconds')}" if gone.lease_until
+                 else "is long past")
+        log.warning("closed run %s (%s, started %s) as abandoned: it never finished and its "
+                    "lease %s", gone.run_id, gone.trigger,
+                    gone.started_at.isoformat(timespec="seconds"), ended)
+
+
+def _synced_cycle(settings: Settings, credentials: Credentials, **kwargs: Any) -> RunResult:
+    """The cycle on the SQLite file kept in OBS: lease, fetch, run, write back, release."""
+    from drs_report.store.sync import synced_store
+
+    with synced_store(settings, credentials, trigger=kwargs["trigger"],
+                      ttl_seconds=kwargs["lease_seconds"], dry_run=kwargs["dry_run"]
+                      ) as synced, _failed_runs_closed(synced.store):
+        result = _cycle(settings, credentials, synced.store, downsample=True,
+                        before_writes=synced.confirm, **kwargs)
     # The write-back is done once the block has closed.
     result.sync = synced.stats.to_dict()
     result.duration_seconds = time.monotonic() - kwargs["started"]
@@ -238,7 +288,9 @@ def _cycle(
     modes: Sequence[str] | None,
     started: float,
     output_dir: Path | None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     downsample: bool = False,
+    before_writes: Callable[[], None] | None = None,
 ) -> RunResult:
     from drs_report.analysis import analyse, narrow_previous
     from drs_report.client import DrsClient
@@ -255,74 +307,79 @@ def _cycle(
         discovery = replace(discovery, enabled=False)
 
     run_id: int | None = None
-    try:
+    if not dry_run and before_writes is None:
+        store.upgrade()  # first: an unreachable database fails before DRS is read
+    with DrsClient(settings.drs, credentials, session=session) as client:
+        snapshot = client.fetch(jobs, discovery, deadline=fetch_deadline)
+    if before_writes is not None:
+        before_writes()  # a synced store: the lease is confirmed before the first write
         if not dry_run:
             store.upgrade()
-        with DrsClient(settings.drs, credentials, session=session) as client:
-            snapshot = client.fetch(jobs, discovery, deadline=fetch_deadline)
-        if now is not None:
-            snapshot.taken_at = now  # a simulated clock: the reading belongs to its time
-        if settings.store.ephemeral and settings.store.url.startswith("sqlite"):
-            snapshot.errors.append("history is not kept: store.ephemeral = true, and the "
-                                   "SQLite file lives only as long as this function instance")
-        current = now or datetime.now(timezone.utc)
-        if not dry_run:
-            run_id = store.begin_run(trigger=trigger, started_at=snapshot.taken_at)
+    if now is not None:
+        snapshot.taken_at = now  # a simulated clock: the reading belongs to its time
+    if settings.store.ephemeral and settings.store.url.startswith("sqlite"):
+        snapshot.errors.append("history is not kept: store.ephemeral = true, and the SQLite "
+                               "file lives only as long as this function instance")
+    current = now or datetime.now(timezone.utc)
+    snapshot.errors.extend(_clock_check(store, snapshot.taken_at))
+    outcome = "ok"
+    if not dry_run:
+        run_id = store.begin_run(trigger=trigger, started_at=snapshot.taken_at,
+                                 lease_until=current + timedelta(seconds=lease_seconds))
+        _close_abandoned(store, run_id, current)
+        try:
             store.save_snapshot(run_id, snapshot)
-        history = store.history(
-            [j.job_id for j in snapshot.jobs],
-            since=current - timedelta(hours=settings.report.trend_hours),
+        except StoreError as e:  # the readings are lost, not the run: report and deliver
+            snapshot.errors.append(f"the readings of this run could not be stored: {e}")
+            log.error("%s; the report and the deliveries go on without them",
+                      snapshot.errors[-1])
+            outcome = "failed"
+    history = store.history(
+        [j.job_id for j in snapshot.jobs],
+        since=current - timedelta(hours=settings.report.trend_hours),
+    )
+    previous = store.previous_report(before_run_id=run_id or _AFTER_EVERY_RUN)
+    if scope is not None:
+        previous = narrow_previous(previous, scope)
+    report = analyse(snapshot, history, previous, settings, now=current, scope=scope)
+    rendered = render_all(report, settings)
+    outputs: dict[str, Path] = {}
+    if not dry_run or output_dir is not None:
+        outputs = write_outputs(rendered, output_dir or settings.report.output_dir)
+    if run_id is not None and scope is None:
+        # A scoped report is not the fleet's: the next full run compares with the last
+        # full one, so other jobs' problems neither vanish nor come back "new".
+        store.save_reports(run_id, rendered)
+    deliveries = deliver(
+        report, rendered, settings, store, run_id,
+        now=current, deadline=deadline, force=force, dry_run=dry_run,
+        credentials=credentials, modes=modes, scoped=scope is not None,
+    )
+    result = RunResult(
+        run_id=run_id, report=report, outputs=outputs, deliveries=deliveries,
+        partial=snapshot.partial, errors=list(snapshot.errors),
+        duration_seconds=time.monotonic() - started,
+    )
+    if run_id is not None:
+        store.finish_run(
+            run_id,
+            outcome=result.status if outcome == "ok" else outcome,
+            counts=report.counts(),
+            errors=[logs.redact(e) for e in result.errors],
+            partial=result.partial,
+            finished_at=datetime.now(timezone.utc),
         )
-        previous = store.previous_report(before_run_id=run_id or _AFTER_EVERY_RUN)
-        if scope is not None:
-            previous = narrow_previous(previous, scope)
-        report = analyse(snapshot, history, previous, settings, now=current, scope=scope)
-        rendered = render_all(report, settings)
-        outputs: dict[str, Path] = {}
-        if not dry_run or output_dir is not None:
-            outputs = write_outputs(rendered, output_dir or settings.report.output_dir)
-        if run_id is not None and scope is None:
-            # A scoped report is not the fleet's: the next full run compares with the last
-            # full one, so other jobs' problems neither vanish nor come back "new".
-            store.save_reports(run_id, rendered)
-        deliveries = deliver(
-            report, rendered, settings, store, run_id,
-            now=current, deadline=deadline, force=force, dry_run=dry_run,
-            credentials=credentials, modes=modes, scoped=scope is not None,
+        store.prune(
+            retention_days=settings.store.retention_days,
+            report_retention_days=settings.store.report_retention_days,
+            batch_size=settings.store.prune_batch_size,
+            now=current,
+            run_id=run_id,
         )
-        result = RunResult(
-            run_id=run_id, report=report, outputs=outputs, deliveries=deliveries,
-            partial=snapshot.partial, errors=list(snapshot.errors),
-            duration_seconds=time.monotonic() - started,
-        )
-        if run_id is not None:
-            store.finish_run(
-                run_id,
-                outcome=result.status,
-                counts=report.counts(),
-                errors=[logs.redact(e) for e in result.errors],
-                partial=result.partial,
-                finished_at=datetime.now(timezone.utc),
-            )
-            store.prune(
-                retention_days=settings.store.retention_days,
-                report_retention_days=settings.store.report_retention_days,
-                batch_size=settings.store.prune_batch_size,
-                now=current,
-            )
-            if downsample:
-                store.downsample(now=current, trend_hours=settings.report.trend_hours)
-        return result
-    except Exception as e:
-        if run_id is not None:
-            # The run row must not stay "running": close it as failed, saying why.
-            try:
-                store.finish_run(run_id, outcome="failed", counts={},
-                                 errors=[logs.redact(str(e))], partial=False,
-                                 finished_at=datetime.now(timezone.utc))
-            except DrsReportError:
-                log.debug("could not close run %s", run_id, exc_info=True)
-        raise
+        if downsample:
+            store.downsample(now=current, trend_hours=settings.report.trend_hours,
+                             run_id=run_id)
+    return result
 
 
 def check_writable(settings: Settings) -> None:
@@ -362,12 +419,20 @@ def _open_for_dry_run(url: str) -> Store:
     A dry run must not create the history it would only read: a SQLite file that does not
     exist, or a database without the schema, reads as an empty history in memory.
     """
-    from drs_report.store import Store
+    from drs_report.store import SCHEMA_HEAD, Store
 
     store = Store.open(url)
     path = sqlite_file(store.url)
-    if (path is None or path.is_file()) and store.current_revision() is not None:
+    revision = store.current_revision() if path is None or path.is_file() else None
+    if revision == SCHEMA_HEAD:
         return store
+    if revision is not None:
+        store.close()
+        # Reading it as it is would fail on the columns it lacks, and a dry run may not
+        # migrate it.
+        raise StoreError(f"{Store.masked_url(url)} is at schema revision {revision}, not this "
+                         f"drs-report's {SCHEMA_HEAD}, and a dry run changes nothing; run "
+                         "`drs-report db upgrade --config FILE` (or a real run) first")
     store.close()
     empty = Store.open("sqlite://")
     empty.upgrade()

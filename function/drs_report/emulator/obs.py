@@ -10,7 +10,8 @@ If-Match (412) and If-None-Match (304); a missing object is 404 NoSuchKey XML, a
 bucket 404 NoSuchBucket. Every request must carry the OBS header signature (403
 SignatureDoesNotMatch, InvalidAccessKeyId, RequestTimeTooSkewed) and, when the emulator was
 given one, the security token (403 AccessDenied); `deny` refuses chosen actions with 403
-AccessDenied. Faults: latency, bandwidth, 503 ServiceUnavailable, a reset mid-body.
+AccessDenied. Faults: latency, bandwidth, 503 ServiceUnavailable, a reset mid-body, slow
+answers to the next N requests (of one method).
 Control (no signature): POST /_emulator/faults with ObsFaults' fields as JSON.
 """
 
@@ -48,6 +49,10 @@ class ObsFaults:
     unavailable_next: int = 0  # the next N requests answered 503
     reset_mid_body_rate: float = 0.0  # fraction of GETs with a body reset halfway through
     reset_mid_body_next: int = 0  # the next N GETs with a body reset halfway through
+    slow_ms: float = 0.0  # the extra wait of a slow answer (below)
+    slow_rate: float = 0.0  # fraction of requests (of `slow_method`, when set) answered slowly
+    slow_next: int = 0  # the next N such requests answered slowly
+    slow_method: str | None = None
     seed: int | None = None
 
     @classmethod
@@ -73,6 +78,7 @@ class ObsRequest:
     key: str
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 class ObsState:
@@ -157,6 +163,10 @@ class _Handler(BaseHTTPRequestHandler):
         return bytes(chunks)
 
     def _write_head(self, status: int, headers: dict[str, str]) -> None:
+        # Recorded before the client can see it: a test reading the log right after its
+        # call returns finds the request there, with its status.
+        if self._entry is not None:
+            self._entry.status = status
         self.send_response_only(status)
         self.send_header("Date", formatdate(usegmt=True))
         self.send_header("Server", "OBS")
@@ -169,6 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
               *, reset_halfway: bool = False) -> None:
         head = {"Content-Length": str(len(body)), **(headers or {})}
         self._write_head(status, head)
+        if reset_halfway and self._entry is not None:
+            self._entry.status = 0  # the answer never arrives whole
         if self.command == "HEAD" or not body:
             self.wfile.flush()
             return
@@ -199,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- the service -----------------------------------------------------------------------
 
     def _handle(self, method: str) -> None:
+        arrived = time.monotonic()
+        self._entry: ObsRequest | None = None  # one handler serves a kept-alive connection
         state = self.server.state
         parts = urlsplit(self.path)
         if parts.path.startswith("/_emulator/"):
@@ -208,11 +222,16 @@ class _Handler(BaseHTTPRequestHandler):
         segments = parts.path.lstrip("/").split("/", 1)
         bucket = segments[0]
         key = segments[1] if len(segments) > 1 else ""
-        status = 500
+        self._entry = entry = ObsRequest(method, bucket, key, 500,
+                                 {k.lower(): v for k, v in self.headers.items()}, arrived)
+        with state.lock:
+            state.log.append(entry)
         try:
             faults = state.faults
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000.0)
+            if faults.slow_method in (None, method) and state.take("slow_rate", "slow_next"):
+                time.sleep(faults.slow_ms / 1000.0)
             if state.take("unavailable_rate", "unavailable_next"):
                 raise _Refusal(503, "ServiceUnavailable", "Please reduce your request rate.")
             self._authenticate(method, parts.path, parts.query)
@@ -230,16 +249,11 @@ class _Handler(BaseHTTPRequestHandler):
             # HEAD answers as GET does, without the body.
             serve = {"GET": self._get, "HEAD": self._get, "PUT": self._put,
                      "DELETE": self._delete}[method]
-            status = serve(objects, unquote(key), body)
+            serve(objects, unquote(key), body)
         except _Refusal as refusal:
-            status = refusal.status
             self._error(refusal, parts.path)
         except (ConnectionError, OSError):
-            status = 0
-        finally:
-            with state.lock:
-                state.log.append(ObsRequest(method, bucket, key, status,
-                                            {k.lower(): v for k, v in self.headers.items()}))
+            entry.status = 0  # the client went away mid-answer
 
     def _authenticate(self, method: str, path: str, query: str) -> None:
         state = self.server.state

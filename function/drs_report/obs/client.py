@@ -4,12 +4,14 @@
     info = client.get_to_file("bucket", "drs-report/history.db", Path("/tmp/h.db"))
     info = client.put_file("bucket", "drs-report/history.db", Path("/tmp/h.db"))
 
-Objects go to and from disk in 1 MiB chunks, never whole in memory. 500/502/503/504, resets
-(also mid-body) and timeouts are retried with backoff; a downloaded body is checked against
-its Content-Length and, for single-PUT objects, its ETag (the MD5). TLS is verified (a CA
-bundle may be given). Real endpoints are addressed virtual-hosted (BUCKET.obs.REGION...), an
-IP or localhost endpoint path-style (http://127.0.0.1:PORT/BUCKET/KEY), which is what the
-emulator serves. Errors are ObsError: one line naming obs://BUCKET/KEY and what to fix.
+Objects go to and from disk in 1 MiB chunks, never whole in memory; `inflate=True` writes a
+gzip body inflated as it arrives (the synced store keeps its file compressed).
+500/502/503/504, resets (also mid-body) and timeouts are retried with backoff; a downloaded
+body is checked against its Content-Length and, for single-PUT objects, its ETag (the MD5).
+TLS is verified (a CA bundle may be given). Real endpoints are addressed virtual-hosted
+(BUCKET.obs.REGION...), an IP or localhost endpoint path-style
+(http://127.0.0.1:PORT/BUCKET/KEY), which is what the emulator serves. Errors are ObsError:
+one line naming obs://BUCKET/KEY and what to fix.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import os
 import random
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from drs_report import logs
@@ -41,6 +44,7 @@ log = logs.get_logger("obs")
 T = TypeVar("T")
 
 CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
 RETRIED_STATUSES = frozenset({500, 502, 503, 504})
 MAX_ERROR_BODY = 64 << 10
 # What each call needs in the bucket policy or IAM (the names of OBS's fine-grained actions).
@@ -146,9 +150,14 @@ class ObsClient:
         return self._retrying("HEAD", bucket, key, attempt)
 
     def get_to_file(self, bucket: str, key: str, path: Path, *,
-                    if_none_match: str | None = None) -> ObjectInfo | None:
+                    if_none_match: str | None = None, inflate: bool = False
+                    ) -> ObjectInfo | None:
         """Download into `path` (replaced only once complete). None: no such object;
-        `not_modified`: the object still has the ETag `if_none_match` (nothing written)."""
+        `not_modified`: the object still has the ETag `if_none_match` (nothing written).
+
+        `inflate`: a gzip body (it starts with gzip's magic bytes) is written inflated, as
+        it arrives; any other body as it is. Length and ETag are checked on the bytes that
+        came over the wire."""
         headers = {"If-None-Match": if_none_match} if if_none_match else {}
         part = path.with_name(path.name + ".part")
 
@@ -162,11 +171,21 @@ class ObsClient:
                     return ObjectInfo(info.etag or if_none_match, info.size, not_modified=True)
                 md5 = hashlib.md5(usedforsecurity=False)
                 received = 0
+                inflater: Any = None
                 with part.open("wb") as out:
                     for chunk in response.raw.stream(CHUNK, decode_content=False):
-                        out.write(chunk)
                         md5.update(chunk)
                         received += len(chunk)
+                        if inflater is None and inflate and chunk[:2] == GZIP_MAGIC:
+                            inflater = zlib.decompressobj(wbits=31)
+                        if inflater is not None:
+                            _inflate_into(out, inflater, chunk)
+                        else:
+                            out.write(chunk)
+                    if inflater is not None:
+                        out.write(inflater.flush())
+                        if not inflater.eof:
+                            raise _Transient("the gzip body ended early")
                 if info.size is not None and received != info.size:
                     raise _Transient(f"body ended after {received} of {info.size} bytes")
                 etag = (info.etag or "").strip('"')
@@ -317,6 +336,14 @@ class ObsClient:
             fix = "check store.sync and store.obs_endpoint"
         raise ObsError(logs.redact(f"{method} {where} refused: {detail}; {fix}"),
                        status=status, code=code)
+
+
+def _inflate_into(out: IO[bytes], inflater: Any, chunk: bytes) -> None:
+    """One chunk inflated into `out`, at most 4 chunks' worth in memory at a time (a gzip
+    bomb stays bounded in memory; on disk /tmp bounds it, and the sync fails)."""
+    out.write(inflater.decompress(chunk, 4 * CHUNK))
+    while inflater.unconsumed_tail:
+        out.write(inflater.decompress(inflater.unconsumed_tail, 4 * CHUNK))
 
 
 class _Transient(Exception):

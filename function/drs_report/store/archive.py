@@ -73,11 +73,6 @@ def latest_report_run(session: Session, fmt: str = "json") -> int | None:
                           .where(RenderedReport.format == fmt))
 
 
-def report_content(session: Session, run_id: int, fmt: str) -> str | None:
-    return session.scalar(select(RenderedReport.content).where(
-        RenderedReport.run_id == run_id, RenderedReport.format == fmt))
-
-
 def job_series(session: Session, job_id: str, since: datetime) -> list[SeriesPoint]:
     """A job's readings since `since`, oldest first (served by ix_job_snapshots_job_taken)."""
     rows = session.execute(

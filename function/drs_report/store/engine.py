@@ -7,6 +7,7 @@ at once. Errors are StoreError with the password masked.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -26,7 +27,7 @@ from drs_report.errors import StoreError
 
 log = logs.get_logger("store")
 
-SCHEMA_HEAD = "0002"  # the newest revision in store/migrations/versions
+SCHEMA_HEAD = "0004"  # the newest revision in store/migrations/versions
 IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
 # psycopg's and SQLite's words for "the database could not be reached or opened".
 _CONNECT_FAILURE = re.compile(
@@ -44,8 +45,27 @@ def utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-def _in_functiongraph() -> bool:
+def running_in_functiongraph() -> bool:
     return any(name in os.environ for name in environment.FUNCTIONGRAPH_MARKERS)
+
+
+def runtime_url(url: str, *, in_functiongraph: bool | None = None) -> str:
+    """The URL the store opens for `store.url` here: the one home of the rule that inside
+    FunctionGraph an SQLite file lives in /tmp (the only writable place there). The run's
+    store and the HTTP side's read-only copy both find the file through it."""
+    if in_functiongraph is None:
+        in_functiongraph = running_in_functiongraph()
+    if not url.startswith("sqlite") or not in_functiongraph:
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    database = parsed.database or "drs-report.db"
+    if database == ":memory:" or database.startswith("/tmp/"):
+        return url
+    return parsed.set(database=str(Path("/tmp") / Path(database).name)).render_as_string(
+        hide_password=False)
 
 
 class StoreBase:
@@ -55,6 +75,9 @@ class StoreBase:
         self.engine = engine
         self.url = url
         self.runs_begun: list[int] = []  # by this process: what a synced write-back merges
+        # The raw API answers beside the typed columns; a synced copy keeps none (its size
+        # is every run's cost, and every field the API documents has a column of its own).
+        self.keeps_raw_answers = True
 
     # -- opening -----------------------------------------------------------------------
 
@@ -71,9 +94,12 @@ class StoreBase:
         if engine is not None:
             return cls(engine, url)
         if in_functiongraph is None:
-            in_functiongraph = _in_functiongraph()
+            in_functiongraph = running_in_functiongraph()
         if url.startswith("sqlite") and in_functiongraph:
-            url = _sqlite_under_tmp(url)
+            url = runtime_url(url, in_functiongraph=True)
+            log.warning("SQLite history at %s lives only as long as this function instance "
+                        "unless store.sync keeps it in OBS; set store.sync, or store.url to "
+                        "PostgreSQL, for history that lasts", make_url(url).database)
         try:
             parsed = make_url(url)
             if parsed.get_backend_name() == "sqlite":
@@ -81,6 +107,7 @@ class StoreBase:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+                quiet_pipeline_aborts()
         except (ArgumentError, SQLAlchemyError, ImportError) as e:
             raise StoreError(f"cannot open {cls.masked_url(url)}: "
                              f"{one_line(e, url)}") from None
@@ -171,9 +198,35 @@ class StoreBase:
 _WAL_SWITCH_SECONDS = 30.0
 
 
+class _PipelineAbortFilter(logging.Filter):
+    """psycopg's "error ignored terminating <Pipeline ...>: pipeline aborted" warning.
+
+    When a bulk insert fails, psycopg raises the real error (a StoreError to us, one clear
+    line) and, closing its pipeline, logs the abort that follows from it as a WARNING of its
+    own, which reached stderr beside our line. It says nothing the error did not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "error ignored terminating %r: %s" or not record.args:
+            return True
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        return "Pipeline" not in type(args[0]).__name__
+
+
+_PIPELINE_ABORTS = _PipelineAbortFilter()
+
+
+def quiet_pipeline_aborts() -> None:
+    """Install the filter on psycopg's logger (once; idempotent)."""
+    psycopg_log = logging.getLogger("psycopg")
+    if _PIPELINE_ABORTS not in psycopg_log.filters:
+        psycopg_log.addFilter(_PIPELINE_ABORTS)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")  # overlapping runs wait instead of failing
+    # A new file gives freed pages back (downsampling.py); no effect on an existing one.
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
     _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -201,20 +254,6 @@ def _switch_to_wal(cursor: Any) -> None:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.25)
-
-
-def _sqlite_under_tmp(url: str) -> str:
-    """Inside FunctionGraph only /tmp is writable, and it dies with the instance."""
-    parsed = make_url(url)
-    database = parsed.database or "drs-report.db"
-    if database != ":memory:" and not database.startswith("/tmp/"):
-        moved = str(Path("/tmp") / Path(database).name)
-        log.warning("SQLite history at %s lives only as long as this function instance; "
-                    "set store.url to PostgreSQL for history that lasts", moved)
-        return parsed.set(database=moved).render_as_string(hide_password=False)
-    log.warning("SQLite history at %s lives only as long as this function instance; set "
-                "store.url to PostgreSQL for history that lasts", database)
-    return url
 
 
 def one_line(error: BaseException, url: str) -> str:

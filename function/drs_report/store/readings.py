@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from drs_report.models import (
@@ -26,6 +26,7 @@ from drs_report.models import (
     ProgressInfo,
     Snapshot,
 )
+from drs_report.store import sanitise
 from drs_report.store.engine import IN_CHUNK, StoreBase, utc
 from drs_report.store.schema import CompareSnapshot, JobSnapshot, Run
 
@@ -35,11 +36,12 @@ class ReadingsMixin(StoreBase):
         """Every reading of the run, in one transaction: all or nothing."""
         job_rows: list[dict[str, Any]] = []
         compare_rows: list[dict[str, Any]] = []
+        raw = self.keeps_raw_answers
         for reading in snapshot.jobs:
-            job_rows.append(_job_row(run_id, snapshot.taken_at, reading))
+            job_rows.append(_job_row(run_id, snapshot.taken_at, reading, raw=raw))
             for position, comp in enumerate(reading.comparisons):
                 compare_rows.append(_compare_row(run_id, snapshot.taken_at, reading.job_id,
-                                                 position, comp))
+                                                 position, comp, raw=raw))
         with self._session("saving the snapshot") as s:
             if job_rows:
                 bulk_insert(s, JobSnapshot.__table__, job_rows)
@@ -53,20 +55,26 @@ class ReadingsMixin(StoreBase):
                 ) -> dict[str, list[tuple[datetime, JobReading]]]:
         """Readings of these jobs since `since`, per job, oldest first."""
         result: dict[str, list[tuple[datetime, JobReading]]] = {j: [] for j in job_ids}
-        ids = list(dict.fromkeys(job_ids))
+        # Ids as stored (an id too long for its column is stored cut, see sanitise.py).
+        wanted = {sanitise.stored_id(j): j for j in dict.fromkeys(job_ids)}
+        ids = list(wanted)
         with self._session("reading history") as s:
             for i in range(0, len(ids), IN_CHUNK):
                 chunk = ids[i:i + IN_CHUNK]
+                in_window = (JobSnapshot.job_id.in_(chunk), JobSnapshot.taken_at >= since)
                 comps: dict[tuple[int, str], list[CompareSnapshot]] = {}
-                for c in s.scalars(select(CompareSnapshot).where(
-                        CompareSnapshot.job_id.in_(chunk), CompareSnapshot.taken_at >= since
-                ).order_by(CompareSnapshot.position)):
+                # A job's comparisons through its job reading: (run_id, job_id) is indexed
+                # on both tables, so no index of their own by time is needed.
+                for c in s.scalars(select(CompareSnapshot).join(JobSnapshot, and_(
+                        JobSnapshot.run_id == CompareSnapshot.run_id,
+                        JobSnapshot.job_id == CompareSnapshot.job_id)).where(*in_window)
+                        .order_by(CompareSnapshot.position)):
                     comps.setdefault((c.run_id, c.job_id), []).append(c)
-                for row in s.scalars(select(JobSnapshot).where(
-                        JobSnapshot.job_id.in_(chunk), JobSnapshot.taken_at >= since
-                ).order_by(JobSnapshot.taken_at, JobSnapshot.id)):
+                for row in s.scalars(select(JobSnapshot).where(*in_window)
+                                     .order_by(JobSnapshot.taken_at, JobSnapshot.id)):
                     reading = _reading_from_row(row, comps.get((row.run_id, row.job_id), []))
-                    result[row.job_id].append((utc(row.taken_at), reading))
+                    result[wanted.get(row.job_id, row.job_id)].append((utc(row.taken_at),
+                                                                       reading))
         return result
 
     def readings(self, job_id: str, since: datetime) -> list[dict[str, Any]]:
@@ -112,20 +120,26 @@ def bulk_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> Non
         f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES ({placeholders})', values)
 
 
-_WAL_SWITCH_SECONDS = 30.0
-
 def _error_fields(error: FetchError | None) -> dict[str, Any]:
     if error is None:
         return {"fetch_error_kind": None, "fetch_error_message": None,
                 "fetch_error_status": None, "fetch_error_code": None}
-    return {"fetch_error_kind": error.kind.value, "fetch_error_message": error.message,
-            "fetch_error_status": error.status, "fetch_error_code": error.error_code}
+    return {"fetch_error_kind": error.kind.value,
+            "fetch_error_message": sanitise.text(error.message),
+            "fetch_error_status": sanitise.integer(error.status),
+            "fetch_error_code": sanitise.code(error.error_code)}
 
 
-def _job_row(run_id: int, taken_at: datetime, reading: JobReading) -> dict[str, Any]:
+# Every value below came from an API answer: cleaned for every backend (sanitise.py).
+_text, _code, _num, _int = sanitise.text, sanitise.code, sanitise.number, sanitise.integer
+
+
+def _job_row(run_id: int, taken_at: datetime, reading: JobReading, *, raw: bool = True
+             ) -> dict[str, Any]:
     p = reading.progress
-    row: dict[str, Any] = {"run_id": run_id, "taken_at": taken_at, "job_id": reading.job_id,
-                           "name": reading.name, **_error_fields(reading.error)}
+    row: dict[str, Any] = {"run_id": run_id, "taken_at": taken_at,
+                           "job_id": sanitise.stored_id(reading.job_id),
+                           "name": _text(reading.name), **_error_fields(reading.error)}
     if p is None:
         row.update(progress=None, incre_trans_delay=None, incre_trans_delay_millis=None,
                    task_mode=None, transfer_status=None, process_time=None,
@@ -133,40 +147,45 @@ def _job_row(run_id: int, taken_at: datetime, reading: JobReading) -> dict[str, 
                    apply_rows_rate=None, apply_bytes_rate=None, raw=None)
         return row
     row.update(
-        progress=p.progress, incre_trans_delay=p.incre_trans_delay,
-        incre_trans_delay_millis=p.incre_trans_delay_millis, task_mode=p.task_mode,
-        transfer_status=p.transfer_status, process_time=p.process_time,
-        remaining_time=p.remaining_time,
-        progress_map={k: {"completed": v.completed, "remaining_time": v.remaining_time}
-                      for k, v in p.progress_map.items()},
-        error_code=p.error_code, error_msg=p.error_msg, apply_rows_rate=p.apply_rows_rate,
-        apply_bytes_rate=p.apply_bytes_rate, raw=p.raw,
+        progress=_num(p.progress), incre_trans_delay=_num(p.incre_trans_delay),
+        incre_trans_delay_millis=_int(p.incre_trans_delay_millis), task_mode=_code(p.task_mode),
+        transfer_status=_code(p.transfer_status), process_time=_int(p.process_time),
+        remaining_time=_int(p.remaining_time),
+        progress_map=sanitise.json_value(
+            {k: {"completed": v.completed, "remaining_time": v.remaining_time}
+             for k, v in p.progress_map.items()}),
+        error_code=_code(p.error_code), error_msg=_text(p.error_msg),
+        apply_rows_rate=_int(p.apply_rows_rate), apply_bytes_rate=_int(p.apply_bytes_rate),
+        raw=sanitise.json_value(p.raw) if raw else None,
     )
     return row
 
 
 def _compare_row(run_id: int, taken_at: datetime, job_id: str, position: int,
-                 comp: CompareReading) -> dict[str, Any]:
+                 comp: CompareReading, *, raw: bool = True) -> dict[str, Any]:
     p = comp.progress
     full = p.full_info if p else None
     incre = p.incre_info if p else None
     glob = p.global_info if p else None
     return {
-        "run_id": run_id, "taken_at": taken_at, "job_id": job_id,
-        "compare_job_id": comp.compare_job_id, "position": position,
+        "run_id": run_id, "taken_at": taken_at, "job_id": sanitise.stored_id(job_id),
+        "compare_job_id": sanitise.stored_id(comp.compare_job_id), "position": position,
         "has_full_info": full is not None,
-        "full_progress": full and full.progress, "full_src_speed": full and full.src_speed,
-        "full_src_speed_bytes": full and full.src_speed_bytes,
-        "full_recheck_entities": full and full.recheck_entities,
+        "full_progress": _num(full.progress if full else None),
+        "full_src_speed": _code(full.src_speed if full else None),
+        "full_src_speed_bytes": _num(full.src_speed_bytes if full else None),
+        "full_recheck_entities": _int(full.recheck_entities if full else None),
         "has_incre_info": incre is not None,
-        "incre_delay": incre and incre.delay, "incre_src_speed": incre and incre.src_speed,
-        "incre_src_speed_bytes": incre and incre.src_speed_bytes,
-        "incre_rps": incre and incre.rps, "incre_log_point": incre and incre.log_point,
-        "incre_recheck_entities": incre and incre.recheck_entities,
+        "incre_delay": _num(incre.delay if incre else None),
+        "incre_src_speed": _code(incre.src_speed if incre else None),
+        "incre_src_speed_bytes": _num(incre.src_speed_bytes if incre else None),
+        "incre_rps": _int(incre.rps if incre else None),
+        "incre_log_point": _text(incre.log_point if incre else None),
+        "incre_recheck_entities": _int(incre.recheck_entities if incre else None),
         "has_global_info": glob is not None,
-        "global_src_speed": glob and glob.src_speed,
-        "global_src_speed_bytes": glob and glob.src_speed_bytes,
-        "raw": p.raw if p else None,
+        "global_src_speed": _code(glob.src_speed if glob else None),
+        "global_src_speed_bytes": _num(glob.src_speed_bytes if glob else None),
+        "raw": sanitise.json_value(p.raw) if p and raw else None,
         **_error_fields(comp.error),
     }
 

@@ -18,6 +18,8 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
+    Sequence,
     String,
     Text,
     UniqueConstraint,
@@ -46,10 +48,18 @@ class Run(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
     requests: Mapped[int] = mapped_column(Integer, default=0)
+    # Until when the run may still be going (its time budget): a `running` row past it was
+    # killed or timed out, and the next run closes it as `abandoned`.
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class JobSnapshot(Base):
-    """One job in one run: every batch-progress field, typed, and the raw answer."""
+    """One job in one run: every batch-progress field, typed, and the raw answer.
+
+    Two indexes only, because every index is paid for on every row (and a synced file
+    travels twice a run): (run_id, job_id) finds a run's rows, (job_id, taken_at) a job's
+    history. Pruning goes through the run (runs.started_at is indexed).
+    """
 
     __tablename__ = "job_snapshots"
     __table_args__ = (
@@ -59,7 +69,7 @@ class JobSnapshot(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     job_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[float | None] = mapped_column(Float)
@@ -82,17 +92,20 @@ class JobSnapshot(Base):
 
 
 class CompareSnapshot(Base):
-    """One comparison of one job in one run: every compare-progress field."""
+    """One comparison of one job in one run: every compare-progress field.
+
+    One index: (run_id, job_id, compare_job_id). A job's comparisons are found through its
+    job reading (same run_id and job_id), never by time on their own.
+    """
 
     __tablename__ = "compare_snapshots"
     __table_args__ = (
         UniqueConstraint("run_id", "job_id", "compare_job_id", name="uq_compare_snapshots_run"),
-        Index("ix_compare_snapshots_job_taken", "job_id", "taken_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     job_id: Mapped[str] = mapped_column(String(64))
     compare_job_id: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer, default=0)  # order within the job
@@ -119,7 +132,12 @@ class CompareSnapshot(Base):
 
 
 class RenderedReport(Base):
-    """Each run's rendered outputs: the product's report storage."""
+    """Each run's rendered outputs: the product's report storage.
+
+    `packed` holds the output zlib-compressed (a 1,000-job report.json shrinks about 15
+    times) and `content` is then empty; rows written before revision 0003 have `content`
+    and no `packed`. Read them through the store (store/reports.py), which knows both.
+    """
 
     __tablename__ = "reports"
     __table_args__ = (UniqueConstraint("run_id", "format", name="uq_reports_run_format"),)
@@ -129,6 +147,7 @@ class RenderedReport(Base):
     format: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     content: Mapped[str] = mapped_column(Text)
+    packed: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class DeliveryAttempt(Base):
@@ -149,11 +168,21 @@ class DeliveryAttempt(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+# The order in which claims were taken and sends confirmed: assigned by the database, so a
+# sender whose clock is wrong cannot reorder them (PostgreSQL: this sequence; SQLite: the
+# largest value + 1, under SQLite's one-writer lock).
+CLAIM_SEQUENCE = Sequence("delivery_claims_seq", metadata=Base.metadata)
+
+
 class DeliveryClaim(Base):
-    """One digest or alert that is being, or has been, sent: the exactly-once guard."""
+    """One digest or alert that is being, or has been, sent: the exactly-once guard.
+
+    `problems` and `fingerprint` are written when the claim is taken, so a claim whose run
+    died mid-send still says what it may have sent (delivery.py compares against it).
+    """
 
     __tablename__ = "delivery_claims"
-    __table_args__ = (Index("ix_delivery_claims_channel_mode", "channel", "mode", "sent_at"),)
+    __table_args__ = (Index("ix_delivery_claims_channel_mode_seq", "channel", "mode", "seq"),)
 
     idempotency_key: Mapped[str] = mapped_column(String(256), primary_key=True)
     run_id: Mapped[int] = mapped_column(BigInteger)
@@ -164,3 +193,4 @@ class DeliveryClaim(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     fingerprint: Mapped[str | None] = mapped_column(String(128))
     problems: Mapped[list[Any] | None] = mapped_column(JSON)
+    seq: Mapped[int | None] = mapped_column(BigInteger)

@@ -63,7 +63,8 @@ class App:
 
         logs.add_secrets(settings.secret_values())
         self.settings = settings
-        self.source = source or ArchiveSource(settings)
+        # The synced store's copy is fetched with the credentials of the moment.
+        self.source = source or ArchiveSource(settings, credentials=lambda: self.credentials)
         self.credentials = credentials  # for `live`; FunctionGraph sets the agency's per call
         self.commands = Commands(settings, self.source, live=self._live)
         self.pages = Pages(settings, self.source)

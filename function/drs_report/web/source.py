@@ -2,30 +2,31 @@
 
 Answering chat or serving a page must never disturb a timer run, so the store is opened
 read-only at the database's own level (SQLite `mode=ro`, PostgreSQL
-`default_transaction_read_only`): a write would fail, not just be avoided. This module is
-the seam where the OBS-synced store will plug in (a local copy in /tmp revalidated with a
-conditional GET); today it reads `store.url` directly.
+`default_transaction_read_only`): a write would fail, not just be avoided. With
+`store.sync` the history is the SQLite file kept in OBS: the HTTP side keeps a copy of its
+own (store.sync.ReadOnlyCopy), revalidated by conditional GET at most every few seconds,
+never written back, and never touches the run's lease.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from drs_report import environment, logs
+from drs_report import logs
 from drs_report.config import Settings
 from drs_report.errors import StoreError
 from drs_report.store import Store
+from drs_report.store.engine import runtime_url
+
+if TYPE_CHECKING:
+    from drs_report.secrets import Credentials
+    from drs_report.store.sync import ReadOnlyCopy
 
 log = logs.get_logger("web")
-
-
-def _in_functiongraph() -> bool:
-    return any(name in os.environ for name in environment.FUNCTIONGRAPH_MARKERS)
 
 
 def open_read_only(url: str) -> Store:
@@ -35,14 +36,11 @@ def open_read_only(url: str) -> Store:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     try:
-        parsed = make_url(url)
+        parsed = make_url(runtime_url(url))  # where the run keeps it (only /tmp in FG)
         if parsed.get_backend_name() == "sqlite":
             path = parsed.database or ""
             if not path or path == ":memory:":
                 raise StoreError("store.url: an in-memory SQLite store has no history to read")
-            if _in_functiongraph() and not path.startswith("/tmp/"):
-                # Where the run keeps it there (store/): only /tmp is writable.
-                path = str(Path("/tmp") / Path(path).name)
             ro = f"sqlite:///file:{quote(path)}?mode=ro&uri=true"
             engine = create_engine(ro, connect_args={"timeout": 30, "check_same_thread": False})
         else:
@@ -55,16 +53,30 @@ def open_read_only(url: str) -> Store:
 
 
 class ArchiveSource:
-    """The read-only store, and the latest report.json parsed once per stored run."""
+    """The read-only store, and the latest report.json parsed once per stored run.
 
-    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+    `credentials` answers the credentials of the moment (in FunctionGraph the agency's,
+    per invocation): the synced store's copy is fetched with them.
+    """
+
+    def __init__(self, settings: Settings, *, store: Store | None = None,
+                 credentials: Callable[[], Credentials | None] | None = None,
+                 revalidate_seconds: float | None = None) -> None:
         self._settings = settings
         self._store = store
         self._lock = threading.Lock()
         self._latest: tuple[int, dict[str, Any]] | None = None
+        self._copy: ReadOnlyCopy | None = None
+        if store is None and settings.store.sync:
+            from drs_report.store.sync import ReadOnlyCopy
+
+            self._copy = ReadOnlyCopy(settings, credentials or (lambda: None),
+                                      revalidate_seconds=revalidate_seconds)
 
     @property
     def store(self) -> Store:
+        if self._copy is not None:
+            return self._copy.store()
         with self._lock:
             if self._store is None:
                 self._store = open_read_only(self._settings.store.url)
@@ -95,6 +107,8 @@ class ArchiveSource:
         return self._latest
 
     def close(self) -> None:
+        if self._copy is not None:
+            self._copy.close()
         with self._lock:
             if self._store is not None:
                 self._store.close()
