@@ -36,6 +36,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from drs_report.config import ReadinessConfig, Settings
@@ -169,8 +170,10 @@ def judge(job_id: str, name: str | None, past: Sequence[tuple[datetime, JobReadi
     result.as_of = latest_at
     result.interval_seconds = _interval(past)
     if not _readable(latest):
-        message = latest.error.message if latest.error is not None else None
-        checks.append(Check("not_read", UNKNOWN, {"at": latest_at, "message": message}))
+        error = latest.error
+        checks.append(Check("not_read", UNKNOWN, {
+            "at": latest_at, "kind": error.kind.value if error is not None else "no_state",
+            "message": error.message if error is not None else None}))
         return _decide(result)
     max_age = (2 * result.interval_seconds if result.interval_seconds is not None
                else result.stable_seconds)
@@ -232,7 +235,7 @@ def _interval(past: Sequence[tuple[datetime, JobReading]]) -> float | None:
     """The run interval: the median spacing of the readings (robust to a retried or
     overlapping run, which adds one short spacing, and to a day the timer was off)."""
     times = sorted({t for t, _ in past})
-    spacings = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    spacings = [(b - a).total_seconds() for a, b in pairwise(times)]
     spacings = [s for s in spacings if s >= 1.0]
     return statistics.median(spacings) if spacings else None
 
@@ -294,7 +297,7 @@ def _steady(result: Readiness, past: Sequence[tuple[datetime, JobReading]],
         start, newer = at, at
     steady = 0.0 if start is None else (latest_at - start).total_seconds()
     result.steady_seconds = steady
-    params = {**base, "steady": steady}
+    params: dict[str, Any] = {**base, "steady": steady}
     if steady >= needed:
         return Check("delay_steady", MET, params)
     code, extra = cause

@@ -250,8 +250,8 @@ class Words:
             values["stall"] = self.duration(float(p["stall_minutes"]) * 60)
         values["compare"] = esc(short_id(check.compare_job_id))
         key = f"readiness.check.{check.code}"
-        if check.code == "not_read" and not p.get("message"):
-            key += ".no_message"
+        if check.code == "not_read" and f"{key}.{p.get('kind')}" in self.messages:
+            key += f".{p.get('kind')}"  # the service's answer, said in the report's words
         elif check.code == "compare_stale" and p.get("at") is None:
             key += ".never"
         elif check.code == "not_enough_history" and p.get("unread_before"):
