@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -392,3 +393,323 @@ def test_an_incremental_only_job_has_no_full_phase_to_finish(store: Any) -> None
                           for m in (0, 10, 20, 30)])
     item = verdict(store, 30)
     assert item.verdict == "ready" and "full_done" not in codes(item)
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+BASE: dict[str, Any] = {"drs": {"region": "cn-north-4",
+                                "project_id": "5237e10fe9aa4ad5b16b6a5245248314"},
+                        "jobs": [{"id": jid(1)}, {"id": jid(2)}]}
+
+
+def parsed(env: dict[str, str] | None = None, **sections: Any) -> Any:
+    data = json.loads(json.dumps(BASE))
+    for name, value in sections.items():
+        data[name] = value
+    return parse_settings(data, env or {})
+
+
+def test_readiness_keys_with_their_defaults_and_per_job_overrides() -> None:
+    settings = parsed()
+    assert settings.readiness == ReadinessConfig(5.0, 30.0)
+    settings = parsed(readiness={"max_delay_seconds": 2, "stable_minutes": 45},
+                      jobs=[{"id": jid(1), "readiness_stable_minutes": 90}, {"id": jid(2)}])
+    assert settings.readiness_of(jid(1)) == ReadinessConfig(2.0, 90.0)  # the global delay
+    assert settings.readiness_of(jid(2)) == ReadinessConfig(2.0, 45.0)
+    assert settings.readiness_of(jid(9)) == ReadinessConfig(2.0, 45.0)  # a discovered job
+    from drs_report.config import load_settings
+
+    from_env = load_settings(None, {"DRS_REPORT_READINESS_STABLE_MINUTES": "15"},
+                             overrides=BASE)
+    assert from_env.readiness.stable_minutes == 15.0
+
+
+@pytest.mark.parametrize(("sections", "message"), [
+    ({"readiness": {"max_delay_seconds": -1}},
+     "readiness.max_delay_seconds: must be at least 0, got -1"),
+    ({"readiness": {"stable_minutes": "30"}},
+     "readiness.stable_minutes: expected a number, got the string '30'; write it without "
+     "quotes: stable_minutes = 30"),
+    ({"readiness": {"stable_minute": 30}},
+     "readiness.stable_minute: unknown key; did you mean 'stable_minutes'?"),
+    ({"readiness": {"stable_minutes": 0.5}},
+     "readiness.stable_minutes: must be at least 1, got 0.5"),
+    ({"jobs": [{"id": jid(1), "readiness_max_delay": 3}]},
+     "jobs[0].readiness_max_delay: unknown key; did you mean 'readiness_max_delay_seconds'?"),
+    ({"jobs": [{"id": jid(1), "readiness_stable_minutes": 200000}]},
+     "jobs[0].readiness_stable_minutes: 200000 minutes is longer than the 90 days "
+     "store.retention_days keeps readings; lower it or raise store.retention_days"),
+    ({"readiness": {"stable_minutes": 2880},
+      "store": {"url": "sqlite:///h.db", "sync": "obs://bucket/h.db"}},
+     "readiness.stable_minutes: 2880 minutes is longer than report.trend_hours (24 h), beyond "
+     "which a store kept in OBS (store.sync) keeps one reading an hour; lower it or raise "
+     "report.trend_hours"),
+])
+def test_bad_readiness_keys_are_one_line_naming_the_key(sections: dict[str, Any],
+                                                        message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parsed(**sections)
+    assert str(caught.value) == message
+
+
+def test_the_history_is_read_far_enough_back_for_the_longest_window() -> None:
+    from drs_report.readiness import history_minutes
+
+    assert history_minutes(parsed()) == 24 * 60  # the trend window covers 30 minutes
+    longer = parsed(jobs=[{"id": jid(1), "readiness_stable_minutes": 1440}])
+    assert history_minutes(longer) == 2880
+
+
+# -- in the report -----------------------------------------------------------------------------
+
+READY_JOB, WAITING_JOB, NEW_JOB = jid(51), jid(52), jid(53)
+
+
+def three_jobs() -> tuple[Snapshot, dict[str, list[tuple[datetime, JobReading]]], Any]:
+    """A ready job, one held back by inconsistent rows, one with twenty minutes of history."""
+    def job(job_id: str, name: str, minute: float, rows: int = 0) -> JobReading:
+        p = replace(incremental(1.0, minute=minute), job_id=job_id)
+        return JobReading(job_id, name, p, comparisons=[comparison(full_rows=rows)])
+
+    history: dict[str, list[tuple[datetime, JobReading]]] = {}
+    for minute in (0, 10, 20, 30, 40):
+        history.setdefault(READY_JOB, []).append((at(minute), job(READY_JOB, "ledger",
+                                                                  minute)))
+        history.setdefault(WAITING_JOB, []).append((at(minute), job(WAITING_JOB, "billing",
+                                                                    minute, rows=84)))
+        if minute >= 20:
+            history.setdefault(NEW_JOB, []).append((at(minute), job(NEW_JOB, "crm-v2",
+                                                                    minute)))
+    snapshot = Snapshot(taken_at=at(40), jobs=[points[-1][1] for points in history.values()])
+    settings = parse_settings({**BASE, "jobs": [{"id": j} for j in history]}, {})
+    return snapshot, history, settings
+
+
+@pytest.mark.parametrize("language", ["en-us", "zh-cn"])
+def test_every_format_has_the_section_closest_to_ready_first(language: str) -> None:
+    snapshot, history, settings = three_jobs()
+    settings = replace(settings, drs=replace(settings.drs, language=language))
+    report = analyse(snapshot, history, None, settings, now=at(40))
+    rendered = render_all(report, settings)
+    heading = {"en-us": "Cutover readiness", "zh-cn": "割接就绪"}[language]
+    line = {"en-us": "Cutover readiness: 1 ready (ledger), 1 not ready, 1 unknown",
+            "zh-cn": "割接就绪：1 个就绪（ledger），1 个未就绪，1 个未知"}[language]
+    html = rendered["html"]
+    assert f">{heading}</h2>" in html and line in html
+    section = html.split('id="readiness"', 1)[1].split('id="changes"', 1)[0]
+    assert re.findall(r'data-verdict="(\w+)"', section) == ["ready", "not_ready", "unknown"]
+    md = rendered["md"]
+    assert line in md.splitlines()[:4]  # the one-line verdict, near the top
+    section_md = md.split(f"### {heading}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [row.split("**")[2].split(":")[0].strip() for row in section_md] == [
+        "ledger", "billing", "crm-v2"]
+    txt = rendered["txt"]
+    assert f"== {heading} ==\n{line}\n" in txt
+    assert txt.index("ledger", txt.index(heading)) < txt.index("billing", txt.index(heading))
+    data = json.loads(rendered["json"])["readiness"]
+    assert data["counts"] == {"ready": 1, "not_ready": 1, "unknown": 1}
+    assert [(j["name"], j["verdict"], j["missing"]) for j in data["jobs"]] == [
+        ("ledger", "ready", []), ("billing", "not_ready", ["compare_inconsistent"]),
+        ("crm-v2", "unknown", ["not_enough_history"])]
+    if language == "en-us":
+        assert "comparison 00000041: 84 inconsistent rows (full 84, incremental 0), needs 0" \
+            in txt
+        assert "readings cover 20m of the 30m needed" in md
+
+
+def test_the_section_folds_like_the_rest_and_keeps_its_one_line_verdict() -> None:
+    snapshot, settings = large_fleet(500, 60)
+    report = analyse(snapshot, {}, None, settings, now=NOW)
+    rendered = render_all(report, settings)
+    md, html = rendered["md"], rendered["html"]
+    assert len(md.encode()) <= MARKDOWN_MAX_BYTES and len(html.encode()) <= 100 * 1024
+    assert "Cutover readiness: 60 not ready, 440 unknown" in md
+    assert "### Cutover readiness" not in md  # the list folded, the verdict stayed
+    assert re.search(r'id="readiness-line"[^>]*>Cutover readiness: 60 not ready, 440 unknown<',
+                     html)
+    assert 'data-verdict="' not in html
+    # The full report (the email's attachment) lists every job.
+    assert rendered["html_full"].count('data-verdict="') == 500
+    for dialect, limit in (("slack", 3000), ("wecom", 4096)):
+        text = render_chat(report, dialect=dialect, max_bytes=limit)
+        assert len(text.encode()) <= limit and "60 not ready, 440 unknown" in text
+
+
+# -- told: one message when a job becomes ready, one when it falls back ------------------------
+
+LEDGER = "7d1e5a2c-3b4f-4a6d-8e9f-0a1b2c3djb31"
+LEDGER_COMPARISON = "8e2f6b3d-4c5a-4b7e-9f0a-1b2c3d4e5f61"
+CRM = "9f3a7c4e-5d6b-4c8f-8a1b-2c3d4e5fjb32"
+CUTOVER_SCENARIO = {"jobs": [
+    # Lags until minute 25, steady from then, lags again from minute 75.
+    {"id": LEDGER, "name": "ledger: MySQL -> GaussDB", "delay": 20.0,
+     "changes": [{"at": 25, "delay": 1.0}, {"at": 75, "delay": 40.0}],
+     "comparisons": [{"id": LEDGER_COMPARISON, "incremental": False}]},
+    {"id": CRM, "name": "crm: MySQL -> MySQL", "delay": 30.0},
+]}
+
+
+@pytest.fixture
+def cutover_emulator() -> Iterator[Emulator]:
+    """The two-job fleet above on a stopped clock: only advance() moves it."""
+    with make_emulator(scenario=scenario_from_dict(CUTOVER_SCENARIO), speed=0.0,
+                       start=datetime.now(timezone.utc) - timedelta(hours=2)) as emulator:
+        yield emulator
+
+
+def alert_channels(webhooks: dict[str, Receiver]) -> list[dict[str, Any]]:
+    return [{"type": "webhook", "name": "hook-alert", "mode": "alert",
+             "url": webhooks["webhook"].url, "secret": WEBHOOK_SECRET},
+            {"type": "slack", "name": "slack-alert", "mode": "alert",
+             "url": webhooks["slack"].url}]
+
+
+def cutover_settings(emulator: Emulator, store_dir: Path, webhooks: dict[str, Receiver],
+                     **extra: Any) -> dict[str, Any]:
+    from tests.fixtures.emulator import settings_dict
+
+    data = settings_dict(emulator, store_dir)
+    data["channels"] = alert_channels(webhooks)
+    data.update(extra)
+    return data
+
+
+def readiness_alerts(hook: Receiver) -> list[tuple[list[str], list[str]]]:
+    """(became ready, no longer ready) of every alert the webhook received."""
+    return [(m.json()["alert"]["ready_for_cutover"], m.json()["alert"]["no_longer_ready"])
+            for m in hook.messages()]
+
+
+def run_at(emulator: Emulator, data: dict[str, Any], minute: float) -> Any:
+    emulator.advance(minute * 60 - emulator.elapsed)
+    return run_cycle(parse_settings(data, {}), canary_credentials(), now=emulator.now())
+
+
+def _cycle_in_a_process(data: dict[str, Any], now: str, out: str) -> None:
+    from drs_report.config import parse_settings
+    from drs_report.pipeline import run_cycle
+    from drs_report.store.lease import StoreBusy
+    from tests.fixtures.emulator import canary_credentials
+
+    try:
+        result = run_cycle(parse_settings(data, {}), canary_credentials(), trigger="timer",
+                           now=datetime.fromisoformat(now))
+    except StoreBusy:
+        Path(out).write_text(json.dumps({"status": "busy"}))
+        return
+    Path(out).write_text(json.dumps({"status": result.status,
+                                     "deliveries": [d.status for d in result.deliveries]}))
+
+
+def two_instances_at_once(datas: Sequence[dict[str, Any]], now: datetime, tmp_path: Path
+                          ) -> list[dict[str, Any]]:
+    """Fresh processes, started together, each a run of its own at the same minute."""
+    context = multiprocessing.get_context("spawn")
+    outs = [tmp_path / f"instance-{i}-{now:%H%M%S}.json" for i in range(len(datas))]
+    processes = [context.Process(target=_cycle_in_a_process,
+                                 args=(data, now.isoformat(), str(out)))
+                 for data, out in zip(datas, outs, strict=True)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+    return [json.loads(out.read_text()) for out in outs]
+
+
+def test_ready_for_cutover_once_and_no_longer_ready_once(
+        cutover_emulator: Emulator, webhooks: dict[str, Receiver], tmp_path: Path) -> None:
+    hook, slack = webhooks["webhook"], webhooks["slack"]
+    data = cutover_settings(cutover_emulator, tmp_path, webhooks)
+    for minute in (0, 10, 20, 30, 40, 50):
+        run_at(cutover_emulator, data, minute)
+    assert hook.messages() == []  # lagging, then steady for 20 minutes: nothing to say
+    result = run_at(cutover_emulator, data, 60)  # steady since minute 30
+    assert readiness_alerts(hook) == [([LEDGER], [])]
+    text = slack.messages()[0].json()["blocks"][0]["text"]["text"]
+    assert "*Ready for cutover*\n- *ready* ledger: MySQL -&gt; GaussDB: delay 1s, at or below " \
+           "5s for 30m (needs 30m); 1 comparison consistent" in text
+    assert "Cutover readiness: 1 ready (ledger: MySQL -&gt; GaussDB), 1 not ready" in text
+    assert result.summary()["readiness"] == {
+        "counts": {"ready": 1, "not_ready": 1, "unknown": 0}, "ready": [LEDGER],
+        "not_ready": [CRM]}
+    for minute in (60, 70):  # the same minute again (a retried invocation), and the next
+        again = run_at(cutover_emulator, data, minute)
+        assert {d.reason for d in again.deliveries} == {
+            "no change in problems since the last alert"}
+    assert len(hook.messages()) == 1
+    run_at(cutover_emulator, data, 80)  # lagging again since minute 75
+    assert readiness_alerts(hook) == [([LEDGER], []), ([], [LEDGER])]
+    text = slack.messages()[1].json()["blocks"][0]["text"]["text"]
+    assert "*No longer ready for cutover*\n- *not ready* ledger: MySQL -&gt; GaussDB: delay " \
+           "40s, needs ≤ 5s for 30m" in text
+    run_at(cutover_emulator, data, 90)
+    assert len(hook.messages()) == 2 and len(slack.messages()) == 2
+
+
+def test_a_job_that_could_not_be_read_keeps_its_ready_announcement(
+        cutover_emulator: Emulator, webhooks: dict[str, Receiver], tmp_path: Path) -> None:
+    from drs_report.emulator import Faults
+
+    hook = webhooks["webhook"]
+    data = cutover_settings(cutover_emulator, tmp_path, webhooks)
+    data["drs"]["max_retries"] = 0
+    for minute in (0, 10, 20, 30, 40, 50, 60):
+        run_at(cutover_emulator, data, minute)
+    assert readiness_alerts(hook) == [([LEDGER], [])]
+    cutover_emulator.set_faults(Faults(failing_jobs=[LEDGER]))
+    result = run_at(cutover_emulator, data, 70)
+    ledger = next(j for j in result.report.jobs if j.job_id == LEDGER)
+    assert ledger.readiness is not None and ledger.readiness.verdict == "unknown"
+    # Not "no longer ready": we do not know, as with problems of a job not read.
+    assert all(not gone for _, gone in readiness_alerts(hook))
+
+
+def test_two_fresh_instances_on_one_sqlite_store_announce_it_once(
+        cutover_emulator: Emulator, webhooks: dict[str, Receiver], tmp_path: Path) -> None:
+    hook = webhooks["webhook"]
+    data = cutover_settings(cutover_emulator, tmp_path, webhooks)
+    for minute in (0, 10, 20, 30, 40, 50):
+        run_at(cutover_emulator, data, minute)
+    cutover_emulator.advance(600)
+    results = two_instances_at_once([data, data], cutover_emulator.now(), tmp_path)
+    assert sorted(r["deliveries"].count("sent") for r in results) == [0, 2], results
+    assert readiness_alerts(hook) == [([LEDGER], [])]
+    rows = sqlite3.connect(tmp_path / "history.db").execute(
+        "SELECT COUNT(*) FROM job_snapshots GROUP BY run_id ORDER BY run_id").fetchall()
+    assert [n for (n,) in rows] == [2] * 8  # both instances stored their readings
+    # Both fell back at once, later: said once too.
+    cutover_emulator.advance(1200)
+    two_instances_at_once([data, data], cutover_emulator.now(), tmp_path)
+    assert readiness_alerts(hook) == [([LEDGER], []), ([], [LEDGER])]
+
+
+@pytest.mark.slow
+def test_fresh_instances_on_the_store_kept_in_obs_announce_it_once(
+        cutover_emulator: Emulator, obs: Any, webhooks: dict[str, Receiver],
+        tmp_path: Path) -> None:
+    from tests.fixtures.obs import synced_settings_dict
+
+    hook = webhooks["webhook"]
+
+    def instance(name: str) -> dict[str, Any]:
+        return synced_settings_dict(cutover_emulator, obs, tmp_path / name,
+                                    channels=alert_channels(webhooks))
+
+    for minute in (0, 10, 20, 30, 40, 50):
+        cutover_emulator.advance(minute * 60 - cutover_emulator.elapsed)
+        two_instances_at_once([instance(f"warm-{minute}")], cutover_emulator.now(), tmp_path)
+    assert hook.messages() == []
+    cutover_emulator.advance(600)
+    # Two fresh instances at once: one holds the lease, the other is busy.
+    results = two_instances_at_once([instance("fresh-a"), instance("fresh-b")],
+                                    cutover_emulator.now(), tmp_path)
+    assert sorted(r["status"] for r in results) == ["busy", "ok"], results
+    assert readiness_alerts(hook) == [([LEDGER], [])]
+    # A third, fresh too, at the same minute (a retried invocation): the claim came with the
+    # file from OBS.
+    again = two_instances_at_once([instance("fresh-c")], cutover_emulator.now(), tmp_path)
+    assert again[0]["status"] == "ok" and "sent" not in again[0]["deliveries"]
+    assert readiness_alerts(hook) == [([LEDGER], [])]
+    for text in (json.dumps(m.json()) for m in hook.messages()):
+        assert CANARY_SK not in text and CANARY_TOKEN not in text
