@@ -224,7 +224,7 @@ def test_an_old_latest_reading_is_not_read_as_now(store: Any) -> None:
 def test_a_latest_reading_that_could_not_be_read_is_unknown(store: Any) -> None:
     missing = FetchError(FetchErrorKind.MISSING, "the batch-progress answer did not include "
                                                  "this job")
-    store_history(store, steady([0, 10, 20, 30]) + [(40, reading(None, error=missing))])
+    store_history(store, [*steady([0, 10, 20, 30]), (40, reading(None, error=missing))])
     item = verdict(store, 40)
     assert item.verdict == "unknown" and codes(item) == {"not_read": "unknown"}
     assert sentences(item) == ["the latest reading (2026-11-22 06:40 UTC) did not include "
@@ -268,8 +268,8 @@ def test_inconsistent_rows_in_full_or_incremental_hold_the_job_back(
 def test_a_comparison_still_comparing_or_lagging_holds_the_job_back(store: Any) -> None:
     store_history(store, steady([0, 10, 20, 30], full_progress=87.5))
     assert codes(verdict(store, 30))["compare_full_running"] == "not_ready"
-    store_history(store, steady([40, 50, 60], delay=2.0) + [
-        (70, reading(incremental(2.0, minute=70), [comparison(delay=9.0)]))])
+    lagging = reading(incremental(2.0, minute=70), [comparison(delay=9.0)])
+    store_history(store, [*steady([40, 50, 60], delay=2.0), (70, lagging)])
     item = verdict(store, 70)
     assert codes(item)["compare_delay"] == "not_ready"
     assert sentences(item) == ["comparison 00000041: incremental comparison delay 9s, "
@@ -308,8 +308,8 @@ def test_a_job_without_comparisons_says_consistency_was_not_checked(store: Any) 
 @pytest.mark.parametrize(("state", "code"), [("INCRE_TRANSFER_FAILED", "failed_in_window"),
                                              ("PAUSING", "paused_in_window")])
 def test_a_failure_or_pause_within_the_window(store: Any, state: str, code: str) -> None:
-    points = steady([0, 10]) + [(20, reading(incremental(2.0, minute=20, state=state),
-                                             [comparison()]))] + steady([30, 40, 50])
+    event = reading(incremental(2.0, minute=20, state=state), [comparison()])
+    points = [*steady([0, 10]), (20, event), *steady([30, 40, 50])]
     store_history(store, points)
     item = verdict(store, 50)
     assert item.verdict == "not_ready"
@@ -493,7 +493,7 @@ def test_every_format_has_the_section_closest_to_ready_first(language: str) -> N
     rendered = render_all(report, settings)
     heading = {"en-us": "Cutover readiness", "zh-cn": "割接就绪"}[language]
     line = {"en-us": "Cutover readiness: 1 ready (ledger), 1 not ready, 1 unknown",
-            "zh-cn": "割接就绪：1 个就绪（ledger），1 个未就绪，1 个未知"}[language]
+            "zh-cn": "割接就绪\uff1a1 个就绪\uff08ledger\uff09，1 个未就绪，1 个未知"}[language]
     html = rendered["html"]
     assert f">{heading}</h2>" in html and line in html
     section = html.split('id="readiness"', 1)[1].split('id="changes"', 1)[0]
@@ -713,3 +713,167 @@ def test_fresh_instances_on_the_store_kept_in_obs_announce_it_once(
     assert readiness_alerts(hook) == [([LEDGER], [])]
     for text in (json.dumps(m.json()) for m in hook.messages()):
         assert CANARY_SK not in text and CANARY_TOKEN not in text
+
+
+# -- asked: `drs-report readiness` and the function's summary -----------------------------------
+
+GHOST = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2cjb33"  # configured, never in a batch answer
+
+
+@pytest.fixture
+def recent_history(webhooks: dict[str, Receiver], tmp_path: Path
+                   ) -> Iterator[tuple[Emulator, Path]]:
+    """An hour of readings every 10 minutes, the last one now; the config that reads it."""
+    with make_emulator(scenario=scenario_from_dict(CUTOVER_SCENARIO), speed=0.0,
+                       start=datetime.now(timezone.utc) - timedelta(minutes=60)) as emulator:
+        data = cutover_settings(emulator, tmp_path, webhooks)
+        data["jobs"].append({"id": GHOST, "name": "ghost", "compare_jobs": []})
+        for minute in (0, 10, 20, 30, 40, 50, 60):
+            run_at(emulator, data, minute)
+        jobs = "".join(f'[[jobs]]\nid = "{j["id"]}"\nname = {json.dumps(j["name"] or "")}\n'
+                       f'compare_jobs = {json.dumps(j["compare_jobs"])}\n\n'
+                       for j in data["jobs"])
+        config = tmp_path / "config.toml"
+        config.write_text(f'[drs]\nregion = "cn-north-4"\nproject_id = "{emulator.project_id}"\n'
+                          f'endpoint = "{emulator.url}"\nbackoff_base = 0.01\n'
+                          f"max_retries = 1\n\n{jobs}[store]\n"
+                          f'url = "sqlite:///history.db"\n', encoding="utf-8")
+        yield emulator, config
+
+
+def snapshots(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM job_snapshots").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(("jobs", "code"), [
+    ([LEDGER], 0), ([CRM], 6), ([GHOST], 7), ([LEDGER, GHOST], 7), ([CRM, GHOST], 6),
+    ([LEDGER, CRM], 6), ([], 6),
+])
+def test_the_command_exits_0_only_when_every_named_job_is_ready(
+        recent_history: tuple[Emulator, Path], jobs: list[str], code: int) -> None:
+    from tests.test_end_to_end import cli
+
+    _, config = recent_history
+    before = snapshots(config.parent / "history.db")
+    args = [a for job in jobs for a in ("--job", job)]
+    proc = cli("readiness", "--config", str(config), *args)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert proc.stderr == "" and "Traceback" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Cutover readiness: ") and "from the stored history" in lines[0]
+    shown = [line.split()[0] for line in lines[1:] if not line.startswith(" ")]
+    # Closest to ready first: ready, then not ready, then unknown.
+    verdicts = {LEDGER: "READY", CRM: "NOT", GHOST: "UNKNOWN"}
+    assert shown == [badge for job, badge in verdicts.items() if not jobs or job in jobs]
+    assert snapshots(config.parent / "history.db") == before  # nothing fetched or stored
+
+
+def test_the_command_in_json_and_what_it_says(recent_history: tuple[Emulator, Path]) -> None:
+    from tests.test_end_to_end import cli
+
+    _, config = recent_history
+    proc = cli("readiness", "--config", str(config), "--format", "json")
+    assert proc.returncode == 6
+    data = json.loads(proc.stdout)
+    assert data["exit_code"] == 6 and data["live"] is False
+    assert data["counts"] == {"ready": 1, "not_ready": 1, "unknown": 1}
+    assert [(j["job_id"], j["verdict"]) for j in data["jobs"]] == [
+        (LEDGER, "ready"), (CRM, "not_ready"), (GHOST, "unknown")]
+    ledger = data["jobs"][0]
+    assert ledger["steady_seconds"] == 1800 and ledger["interval_seconds"] == 600
+    text = cli("readiness", "--config", str(config)).stdout
+    assert "READY      ledger: MySQL -> GaussDB (7d1e5a2c-3b4f-4a6d-8e9f-0a1b2c3djb31)\n" \
+           "             delay 1s, at or below 5s for 30m (needs 30m)\n" \
+           "             1 comparison consistent\n" in text
+    assert "NOT READY  crm: MySQL -> MySQL" in text and "delay 30s, needs ≤ 5s for 30m" in text
+    # The emulator answers an unknown job as the service does: an error for that job.
+    assert "UNKNOWN    ghost (0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2cjb33)\n             the latest " \
+           "reading" in text and "was an error the API answered for the job" in text
+
+
+def test_live_reads_now_and_stores_nothing(recent_history: tuple[Emulator, Path]) -> None:
+    from tests.test_end_to_end import CREDENTIALS, cli
+
+    emulator, config = recent_history
+    db = config.parent / "history.db"
+    before = snapshots(db)
+    emulator.advance(20 * 60)  # lagging again since minute 75
+    assert cli("readiness", "--config", str(config), "--job", LEDGER).returncode == 0
+    live = cli("readiness", "--config", str(config), "--job", LEDGER, "--live",
+               "--format", "json", env=CREDENTIALS)
+    assert live.returncode == 6, live.stderr
+    data = json.loads(live.stdout)
+    assert data["live"] is True and data["jobs"][0]["missing"] == ["delay_above"]
+    assert snapshots(db) == before  # the live reading was judged, not stored
+    for leak in (CANARY_SK, CANARY_TOKEN):
+        assert leak not in live.stdout + live.stderr
+    bare = cli("readiness", "--config", str(config), "--live")
+    assert bare.returncode == 2 and bare.stderr.startswith(
+        "drs-report: error: HUAWEICLOUD_SDK_AK: no credentials")
+
+
+def test_usage_and_history_errors_are_one_line(recent_history: tuple[Emulator, Path],
+                                               tmp_path: Path) -> None:
+    from tests.test_end_to_end import cli
+
+    _, config = recent_history
+    wrong = cli("readiness", "--config", str(config), "--job", "ledger: MySQL -> GaussDB")
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
+    assert "is the name of a job; give its id: --job 7d1e5a2c" in wrong.stderr
+    unknown = cli("readiness", "--config", str(config), "--job",
+                  "1234abcd-0000-4000-8000-00000000jb99")
+    assert unknown.returncode == 2 and "is not a configured job; the configuration has " \
+        f"{LEDGER} (ledger: MySQL -> GaussDB)" in unknown.stderr
+    bad_format = cli("readiness", "--config", str(config), "--format", "yaml")
+    assert bad_format.returncode == 2 and "--format" in bad_format.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    moved = elsewhere / "config.toml"
+    moved.write_text(config.read_text(), encoding="utf-8")
+    missing = cli("readiness", "--config", str(moved))
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    assert "no history at" in missing.stderr and "run `drs-report run` first" in missing.stderr
+    assert not (elsewhere / "history.db").exists()  # asking never creates the history
+
+
+def test_the_help_names_the_rules_the_options_and_the_exit_codes() -> None:
+    from tests.test_end_to_end import cli
+
+    proc = cli("readiness", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for fragment in ("--job JOB_ID", "(default: every job)", "(default: text)",
+                     "--live", "(default: off)", "0 every named job is ready for cutover",
+                     "6 readiness: some named job is not ready for cutover",
+                     "7 readiness: no named job is known not ready",
+                     "1 the history could not be read", "readiness.max_delay_seconds"):
+        assert fragment in text, fragment
+
+
+def test_the_function_summary_carries_the_verdicts(
+        webhooks: dict[str, Receiver], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_function import FakeContext, handle
+
+    with make_emulator(scenario=scenario_from_dict(CUTOVER_SCENARIO), speed=0.0,
+                       start=datetime.now(timezone.utc) - timedelta(minutes=60)) as emulator:
+        data = cutover_settings(emulator, tmp_path, webhooks, channels=[])
+        for minute in (0, 10, 20, 30, 40, 50):
+            run_at(emulator, data, minute)
+        emulator.advance(600)
+        (tmp_path / "config.toml").write_text(
+            f'[drs]\nregion = "cn-north-4"\nendpoint = "{emulator.url}"\n\n'
+            + "".join(f'[[jobs]]\nid = "{j["id"]}"\ncompare_jobs = '
+                      f'{json.dumps(j["compare_jobs"])}\n\n' for j in data["jobs"])
+            + f'[store]\nurl = "sqlite:///{tmp_path / "history.db"}"\n', encoding="utf-8")
+        monkeypatch.setenv("RUNTIME_PROJECT_ID", emulator.project_id)
+        context = FakeContext()
+        summary = handle({}, context, tmp_path)
+    assert summary["status"] == "ok", summary
+    assert summary["readiness"] == {"counts": {"ready": 1, "not_ready": 1, "unknown": 0},
+                                    "ready": [LEDGER], "not_ready": [CRM]}
+    assert any("readiness=ready:1,not_ready:1,unknown:0" in line
+               for line in context.logger.lines)
