@@ -326,7 +326,7 @@ def test_a_stall_within_the_window(store: Any) -> None:
     store_history(store, points)
     stalled = verdict(store, 40)
     assert stalled.verdict == "not_ready" and codes(stalled)["stalled"] == "not_ready"
-    assert sentences(stalled) == ["stalled: the progress marker has not moved for 30m or more"]
+    assert sentences(stalled) == ["stalled: the progress marker has not moved for 40m"]
     store_history(store, steady([50, 60]))
     item = verdict(store, 60)
     check = next(c for c in item.checks if c.code == "stalled_in_window")

@@ -265,7 +265,8 @@ def _steady(result: Readiness, past: Sequence[tuple[datetime, JobReading]],
     marker_newest: datetime | None = None
     start_before_marker: datetime | None = None
     cause: tuple[str, dict[str, Any]] = ("history_start", {})
-    for at, reading in reversed(readings):
+    walk = reversed(readings)
+    for at, reading in walk:
         p = reading.progress
         assert p is not None and p.transfer_status is not None
         if newer is not None and max_gap is not None and (newer - at).total_seconds() > max_gap:
@@ -289,8 +290,14 @@ def _steady(result: Readiness, past: Sequence[tuple[datetime, JobReading]],
             assert marker_newest is not None
             if (marker_newest - at).total_seconds() >= stall_seconds:
                 start = start_before_marker
-                cause = ("stalled_in_window", {"at": marker_newest,
-                                               "stall_minutes": stall_seconds / 60})
+                oldest = at  # how long it stood still, for the sentence
+                for earlier, before in walk:
+                    if before.progress is None or before.progress.process_time != marker:
+                        break
+                    oldest = earlier
+                cause = ("stalled_in_window", {
+                    "at": marker_newest, "stalled": (marker_newest - oldest).total_seconds(),
+                    "stall_minutes": stall_seconds / 60})
                 break
         else:
             marker, marker_newest, start_before_marker = p.process_time, at, start

@@ -246,8 +246,6 @@ class Words:
                 values[key] = esc(value)
         if isinstance(p.get("interval"), (int, float)):
             values["max_gap"] = self.duration(2 * float(p["interval"]))
-        if isinstance(p.get("stall_minutes"), (int, float)):
-            values["stall"] = self.duration(float(p["stall_minutes"]) * 60)
         values["compare"] = esc(short_id(check.compare_job_id))
         key = f"readiness.check.{check.code}"
         if check.code == "not_read" and f"{key}.{p.get('kind')}" in self.messages:
@@ -299,7 +297,8 @@ class Words:
 
 
 _DELAY_PARAMS = frozenset({"delay", "max_delay", "then"})
-_DURATION_PARAMS = frozenset({"needed", "steady", "age", "max_age", "gap", "interval"})
+_DURATION_PARAMS = frozenset({"needed", "steady", "age", "max_age", "gap", "interval",
+                              "stalled"})
 
 
 def utc_offset(local: datetime) -> str:
