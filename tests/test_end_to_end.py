@@ -244,7 +244,8 @@ def test_demo_shows_a_day_of_readings(demo_run: tuple[Path, str]) -> None:
 def test_demo_shows_who_is_ready_for_cutover(demo_run: tuple[Path, str]) -> None:
     out, _ = demo_run
     readiness = json.loads((out / "report.json").read_text())["readiness"]
-    verdicts = {j["job_id"]: j for j in readiness["jobs"]}
+    verdicts = {j["job_id"]: {**j, "missing": [m["code"] for m in j["missing"]]}
+                for j in readiness["jobs"]}
     # The warehouse became ready during the day: full phase done after 30 minutes, then
     # steady ever since (the trend window's 24 hours, less that first hour).
     assert verdicts[WAREHOUSE]["verdict"] == "ready"

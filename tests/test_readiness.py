@@ -508,9 +508,16 @@ def test_every_format_has_the_section_closest_to_ready_first(language: str) -> N
     assert txt.index("ledger", txt.index(heading)) < txt.index("billing", txt.index(heading))
     data = json.loads(rendered["json"])["readiness"]
     assert data["counts"] == {"ready": 1, "not_ready": 1, "unknown": 1}
-    assert [(j["name"], j["verdict"], j["missing"]) for j in data["jobs"]] == [
-        ("ledger", "ready", []), ("billing", "not_ready", ["compare_inconsistent"]),
-        ("crm-v2", "unknown", ["not_enough_history"])]
+    assert [(j["job_id"], j["verdict"], [m["code"] for m in j["missing"]])
+            for j in data["jobs"]] == [
+        (READY_JOB, "ready", []), (WAITING_JOB, "not_ready", ["compare_inconsistent"]),
+        (NEW_JOB, "unknown", ["not_enough_history"])]
+    assert data["jobs"][0]["met"] == ["full_done", "delay_steady", "compare_consistent"]
+    assert data["jobs"][1]["missing"][0] == {"code": "compare_inconsistent",
+                                             "compare_job_id": cid(41),
+                                             "params": {"rows": 84, "full": 84,
+                                                        "incremental": 0}}
+    assert data["jobs"][2]["missing"][0]["params"]["steady"] == 1200
     if language == "en-us":
         assert "comparison 00000041: 84 inconsistent rows (full 84, incremental 0), needs 0" \
             in txt

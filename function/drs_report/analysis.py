@@ -254,7 +254,7 @@ class Report:
             },
             "errors": self.errors,
             "readiness": {"counts": self.readiness_counts(),
-                          "jobs": [r.to_json() for r in self.readiness]},
+                          "jobs": [r.to_report_json() for r in self.readiness]},
         }
 
 

@@ -133,6 +133,33 @@ class Readiness:
             "as_of": None if self.as_of is None else self.as_of.isoformat(),
         }
 
+    def to_report_json(self) -> dict[str, Any]:
+        """report.json's entry: what is missing with its parameters, the rest by code.
+
+        Kept small because every run stores its report.json (a fleet of 1,000 jobs would
+        double it with every check's parameters); `drs-report readiness --format json` has
+        them all.
+        """
+        entry: dict[str, Any] = {
+            "job_id": self.job_id, "verdict": self.verdict,
+            "missing": [_compact(c) for c in self.missing],
+            "met": [c.code for c in self.checks if c.status == MET],
+        }
+        notes = [c.code for c in self.checks if c.status == NOTE]
+        if notes:
+            entry["notes"] = notes
+        if self.steady_seconds is not None:
+            entry["steady_seconds"] = round(self.steady_seconds)
+        return entry
+
+
+def _compact(check: Check) -> dict[str, Any]:
+    data = check.to_json()
+    del data["status"]  # the verdict says it
+    if data["compare_job_id"] is None:
+        del data["compare_job_id"]
+    return data
+
 
 def history_minutes(settings: Settings) -> float:
     """How far back the history must be read: the trend window, or twice the longest stable

@@ -445,6 +445,8 @@ _HTML_STEPS: list[dict[str, Any]] = [
      "readiness": "full"},
     {"sparklines": False, "healthy": "names", "max_problem_jobs": None, "max_changes": 20,
      "readiness": "short"},
+    {"sparklines": False, "healthy": "names", "max_problem_jobs": None, "max_changes": 20,
+     "readiness": "line"},
     {"sparklines": False, "healthy": "count", "max_problem_jobs": None, "max_changes": 5,
      "readiness": "line"},
 ]
