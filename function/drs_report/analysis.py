@@ -28,6 +28,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from drs_report import readiness as cutover
@@ -224,9 +225,10 @@ class Report:
     def healthy_jobs(self) -> list[JobStatus]:
         return [j for j in self.jobs if j.health is Health.OK]
 
-    @property
+    @cached_property
     def readiness(self) -> list[Readiness]:
-        """The jobs' cutover verdicts, closest to ready first."""
+        """The jobs' cutover verdicts, closest to ready first (sorted once: every format and
+        every folding step asks)."""
         return cutover.sorted_verdicts([j.readiness for j in self.jobs
                                         if j.readiness is not None])
 

@@ -522,10 +522,14 @@ def render_chat(
         )).strip() + "\n"
 
     # Healthy jobs fold first, then the readiness list (its one-line verdict stays), then
-    # the lists of what changed, then the mildest problems.
+    # the lists of what changed, then the mildest problems. A readiness list whose names
+    # alone overflow is not rendered to find that out (a large fleet's list is long).
+    names = sum(len(item.label.encode()) + 12 for item in report.readiness)
     for show_healthy, show_readiness, max_changes in (
             (True, True, None), (False, True, None), (False, False, None), (False, False, 5),
             (False, False, 0)):
+        if show_readiness and names > max_bytes:
+            continue
         text = render(show_healthy, None, max_changes, show_readiness)
         if len(text.encode()) <= max_bytes:
             return text
