@@ -884,3 +884,54 @@ def test_the_function_summary_carries_the_verdicts(
                                     "ready": [LEDGER], "not_ready": [CRM]}
     assert any("readiness=ready:1,not_ready:1,unknown:0" in line
                for line in context.logger.lines)
+
+
+def test_the_command_reads_the_store_kept_in_obs_without_its_lease(
+        recent_history: tuple[Emulator, Path], obs: Any, tmp_path: Path) -> None:
+    from drs_report.store.lease import Lease
+    from drs_report.store.sync import checkpoint
+    from tests.fixtures.obs import BUCKET, KEY
+    from tests.test_end_to_end import CREDENTIALS, cli
+
+    _, config = recent_history
+    checkpoint(config.parent / "history.db")
+    obs.put_object(BUCKET, KEY, (config.parent / "history.db").read_bytes())
+    # A timer run holds the lease right now: asking must neither wait for it nor take it.
+    now = datetime.now(timezone.utc)
+    holder = Lease("timer run on another instance", now, now + timedelta(hours=1))
+    obs.put_object(BUCKET, f"{KEY}.lease", holder.to_json())
+    instance = tmp_path / "fresh-instance"
+    synced = config.read_text().replace(
+        'url = "sqlite:///history.db"',
+        f'url = "sqlite:///{instance / "history.db"}"\nsync = "obs://{BUCKET}/{KEY}"\n'
+        f'obs_endpoint = "{obs.url}"')
+    synced_config = tmp_path / "synced.toml"
+    synced_config.write_text(synced, encoding="utf-8")
+    puts = len(obs.requests("PUT"))
+    ready = cli("readiness", "--config", str(synced_config), "--job", LEDGER, env=CREDENTIALS)
+    assert ready.returncode == 0, ready.stderr
+    assert cli("readiness", "--config", str(synced_config), env=CREDENTIALS).returncode == 6
+    assert len(obs.requests("PUT")) == puts and not obs.requests("DELETE")
+    stored = obs.object(BUCKET, f"{KEY}.lease")
+    assert stored is not None and stored.data == holder.to_json()  # left alone
+    assert not (instance / "history.db").exists()  # a throwaway copy, not the working copy
+    bare = cli("readiness", "--config", str(synced_config))
+    assert bare.returncode == 2 and "HUAWEICLOUD_SDK_AK" in bare.stderr
+
+
+def test_a_run_reads_history_far_enough_back_for_a_long_window(
+        webhooks: dict[str, Receiver], tmp_path: Path) -> None:
+    steady_fleet = {"jobs": [{"id": LEDGER, "name": "ledger", "delay": 1.0}]}
+    with make_emulator(scenario=scenario_from_dict(steady_fleet), speed=0.0,
+                       start=datetime.now(timezone.utc) - timedelta(hours=3)) as emulator:
+        data = cutover_settings(emulator, tmp_path, webhooks, channels=[],
+                                readiness={"stable_minutes": 90})
+        data["report"]["trend_hours"] = 1
+        for minute in range(0, 100, 10):
+            result = run_at(emulator, data, minute)
+        end = emulator.now()
+    ledger = result.report.jobs[0]
+    assert ledger.readiness is not None and ledger.readiness.verdict == "ready"
+    assert ledger.readiness.steady_seconds == 90 * 60  # all of it: three hours were read
+    # Trends still cover the trend window only.
+    assert len(ledger.trend) == 7 and ledger.trend[0].at == end - timedelta(minutes=60)
