@@ -894,12 +894,6 @@ def test_the_command_reads_the_store_kept_in_obs_without_its_lease(
     from tests.test_end_to_end import CREDENTIALS, cli
 
     _, config = recent_history
-    checkpoint(config.parent / "history.db")
-    obs.put_object(BUCKET, KEY, (config.parent / "history.db").read_bytes())
-    # A timer run holds the lease right now: asking must neither wait for it nor take it.
-    now = datetime.now(timezone.utc)
-    holder = Lease("timer run on another instance", now, now + timedelta(hours=1))
-    obs.put_object(BUCKET, f"{KEY}.lease", holder.to_json())
     instance = tmp_path / "fresh-instance"
     synced = config.read_text().replace(
         'url = "sqlite:///history.db"',
@@ -907,6 +901,16 @@ def test_the_command_reads_the_store_kept_in_obs_without_its_lease(
         f'obs_endpoint = "{obs.url}"')
     synced_config = tmp_path / "synced.toml"
     synced_config.write_text(synced, encoding="utf-8")
+    nothing = cli("readiness", "--config", str(synced_config), env=CREDENTIALS)
+    assert nothing.returncode == 1 and nothing.stderr == (
+        f"drs-report: error: no history at obs://{BUCKET}/{KEY} yet; run `drs-report run` "
+        "first\n")
+    checkpoint(config.parent / "history.db")
+    obs.put_object(BUCKET, KEY, (config.parent / "history.db").read_bytes())
+    # A timer run holds the lease right now: asking must neither wait for it nor take it.
+    now = datetime.now(timezone.utc)
+    holder = Lease("timer run on another instance", now, now + timedelta(hours=1))
+    obs.put_object(BUCKET, f"{KEY}.lease", holder.to_json())
     puts = len(obs.requests("PUT"))
     ready = cli("readiness", "--config", str(synced_config), "--job", LEDGER, env=CREDENTIALS)
     assert ready.returncode == 0, ready.stderr

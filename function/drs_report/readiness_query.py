@@ -27,7 +27,15 @@ from drs_report.pipeline import (
     scoped_jobs,
     sqlite_file,
 )
-from drs_report.readiness import NOT_READY, UNKNOWN, Readiness, counts, judge, sorted_verdicts
+from drs_report.readiness import (
+    NOT_READY,
+    UNKNOWN,
+    Readiness,
+    counts,
+    history_minutes,
+    judge,
+    sorted_verdicts,
+)
 
 if TYPE_CHECKING:
     from drs_report.models import JobReading, Snapshot
@@ -36,7 +44,7 @@ if TYPE_CHECKING:
 
 # A live reading may take this long when run.time_budget_seconds does not say.
 LIVE_BUDGET_SECONDS = 60.0
-_AFTER_EVERY_RUN = 2**62
+_AFTER_EVERY_RUN = 2**62  # previous_report(before_run_id=...): the latest stored report
 
 
 def exit_code(verdicts: Sequence[Readiness]) -> int:
@@ -62,8 +70,6 @@ def ask_readiness(settings: Settings, *, job_ids: Sequence[str] | None, output_f
         if snapshot is not None and named is None and settings.discovery.enabled:
             jobs = [JobConfig(id=r.job_id, name=r.name) for r in snapshot.jobs]
         when = now or datetime.now(timezone.utc)
-        from drs_report.readiness import history_minutes
-
         since = when - timedelta(minutes=history_minutes(settings))
         history = store.history([j.id for j in jobs], since)
     verdicts = sorted_verdicts(_judge_all(settings, jobs, history, snapshot, when))
@@ -137,6 +143,9 @@ def _read_only_store(settings: Settings, credentials: Credentials | None
         # The dry-run copy: fetched into a scratch file, no lease, never written back.
         with synced_store(settings, credentials, trigger="readiness", ttl_seconds=0,
                           dry_run=True) as synced:
+            if synced.store.current_revision() is None:
+                raise DrsReportError(f"no history at {settings.store.sync} yet; run "
+                                     "`drs-report run` first")
             yield synced.store
         return
     from drs_report.store import Store
