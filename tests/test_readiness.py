@@ -939,3 +939,24 @@ def test_a_run_reads_history_far_enough_back_for_a_long_window(
     assert ledger.readiness.steady_seconds == 90 * 60  # all of it: three hours were read
     # Trends still cover the trend window only.
     assert len(ledger.trend) == 7 and ledger.trend[0].at == end - timedelta(minutes=60)
+
+
+@pytest.mark.parametrize("mail_server", ["none"], indirect=True)
+def test_the_email_alert_says_it_in_its_subject(
+        cutover_emulator: Emulator, mail_server: Any, webhooks: dict[str, Receiver],
+        tmp_path: Path) -> None:
+    mail = {"type": "smtp", "name": "dba-mail", "mode": "alert", "host": mail_server.host,
+            "port": mail_server.port, "security": "none", "from": "drs@example.com",
+            "to": ["dba@example.com"]}
+    data = cutover_settings(cutover_emulator, tmp_path, webhooks, channels=[mail],
+                            drs={**cutover_settings(cutover_emulator, tmp_path,
+                                                    webhooks)["drs"], "language": "zh-cn"})
+    for minute in (0, 10, 20, 30, 40, 50, 60):
+        run_at(cutover_emulator, data, minute)
+    [(_, ready)] = mail_server.messages
+    assert ready["Subject"] == ("可以割接\uff1aledger: MySQL -> GaussDB - DRS 告警: [DRS] 2 个任务"
+                                "全部正常 - 2 个任务")
+    assert "**可以割接**" in ready.get_content()
+    run_at(cutover_emulator, data, 80)
+    assert mail_server.messages[1][1]["Subject"].startswith(
+        "不再满足割接条件\uff1aledger: MySQL -> GaussDB - ")

@@ -545,6 +545,22 @@ def render_chat(
     return best
 
 
+def readiness_subject(changes: ProblemChanges | None, language: str) -> str | None:
+    """'Ready for cutover: ledger' for an alert that announces it (or the fall back)."""
+    if changes is None or not (changes.became_ready or changes.no_longer_ready):
+        return None
+    words = Words(language, "UTC")
+    parts = []
+    for key, items in (("alert.ready", changes.became_ready),
+                       ("alert.no_longer_ready", changes.no_longer_ready)):
+        if items:
+            names = ", ".join(text_inert(i.label) for i in items[:3])
+            if len(items) > 3:
+                names = words("readiness.names_more", names=names, n=len(items) - 3)
+            parts.append(words("readiness.subject", what=words(key), names=names))
+    return words("subject.separator").join(parts)
+
+
 def render_subject(report: Report, *, language: str | None = None,
                    max_bytes: int | None = None) -> str:
     """'[DRS] 2 critical, 1 warning - 14 jobs' (words from the catalogue)."""
