@@ -32,7 +32,6 @@ go out through the same exactly-once claims as alerts (see delivery.py).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -263,8 +262,13 @@ def _interval(past: Sequence[tuple[datetime, JobReading]]) -> float | None:
     overlapping run, which adds one short spacing, and to a day the timer was off)."""
     times = sorted({t for t, _ in past})
     spacings = [(b - a).total_seconds() for a, b in pairwise(times)]
-    spacings = [s for s in spacings if s >= 1.0]
-    return statistics.median(spacings) if spacings else None
+    spacings = sorted(s for s in spacings if s >= 1.0)
+    if not spacings:
+        return None
+    # The median by hand: `statistics` costs a cold start more than the rest of this module.
+    middle = len(spacings) // 2
+    return spacings[middle] if len(spacings) % 2 else (spacings[middle - 1] +
+                                                       spacings[middle]) / 2
 
 
 def _steady(result: Readiness, past: Sequence[tuple[datetime, JobReading]],
