@@ -191,6 +191,7 @@ ARCHIVE = "7e0b4d3c-1f2a-4b5c-8d6e-9f0a1b2cjb21"
 BILLING = "3f6a9c2e-4b8d-4e1f-a7c5-2d9e8b1fjb21"
 AUDIT = "8b2c5d1e-6f3a-4e7b-9c0d-1a2b3c4djb21"
 WAREHOUSE = "4e6a8c0b-2d1f-4e3a-8b5c-9d0e1f2ajb21"
+LEGACY = "2d4f6a8c-0e1b-4c3d-8e5f-7a9b1c3djb21"
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,7 @@ def test_demo_writes_all_four_reports(demo_run: tuple[Path, str]) -> None:
 def test_demo_shows_a_day_of_readings(demo_run: tuple[Path, str]) -> None:
     out, _ = demo_run
     data = json.loads((out / "report.json").read_text())
-    assert data["counts"] == {"CRITICAL": 4, "WARNING": 1, "UNKNOWN": 2, "OK": 3}
+    assert data["counts"] == {"CRITICAL": 4, "WARNING": 1, "UNKNOWN": 1, "OK": 4}
     generated = datetime.fromisoformat(data["generated_at"])
     assert generated <= datetime.now(timezone.utc)  # not in the future
     jobs = {j["job_id"]: j for j in data["jobs"]}
@@ -229,7 +230,8 @@ def test_demo_shows_a_day_of_readings(demo_run: tuple[Path, str]) -> None:
     # Since the reading before: one problem new, one resolved, two grew.
     changes = data["changes"]
     assert changes["new"] == [f"{ORDERS}:failed"]
-    assert [r["key"] for r in changes["resolved"]] == [f"{PAYMENTS}:delay_warning"]
+    assert [r["key"] for r in changes["resolved"]] == [f"{PAYMENTS}:delay_warning",
+                                                       f"{LEGACY}:missing"]
     assert [(g["job_id"], g["measure"], round(g["before"]), round(g["after"]))
             for g in changes["growth"]] == [(INVENTORY, "delay", 448, 819),
                                             (BILLING, "inconsistent_rows", 17, 84)]
@@ -238,6 +240,41 @@ def test_demo_shows_a_day_of_readings(demo_run: tuple[Path, str]) -> None:
     span = (datetime.fromisoformat(trend[-1]["at"]) - datetime.fromisoformat(trend[0]["at"]))
     assert len(trend) == 24 and span.total_seconds() >= 23 * 3600
     assert "delay over the last 1d: 7m to 13m 39s" in (out / "report.html").read_text()
+
+
+def test_demo_shows_who_is_ready_for_cutover(demo_run: tuple[Path, str]) -> None:
+    out, _ = demo_run
+    readiness = json.loads((out / "report.json").read_text())["readiness"]
+    verdicts = {j["job_id"]: {**j, "missing": [m["code"] for m in j["missing"]]}
+                for j in readiness["jobs"]}
+    # The warehouse became ready during the day: full phase done after 30 minutes, then
+    # steady ever since (the trend window's 24 hours, less that first hour).
+    assert verdicts[WAREHOUSE]["verdict"] == "ready"
+    assert verdicts[WAREHOUSE]["steady_seconds"] == 23 * 3600 + 1800
+    assert readiness["jobs"][0]["job_id"] == WAREHOUSE  # closest to ready first
+    # Billing's delay is fine all day; its comparison's inconsistent rows hold it back.
+    assert verdicts[BILLING]["verdict"] == "not_ready"
+    assert verdicts[BILLING]["missing"] == ["compare_inconsistent"]
+    # Legacy-crm is back in the batch answer for one reading: not enough history.
+    assert verdicts[LEGACY]["verdict"] == "unknown"
+    assert verdicts[LEGACY]["missing"] == ["not_enough_history"]
+    assert readiness["counts"] == {"ready": 1, "not_ready": 7, "unknown": 2}
+    md = (out / "report.md").read_text()
+    assert "Cutover readiness: 1 ready (warehouse: MySQL -\\> GaussDB \\(full+incremental\\))" in md
+    txt = (out / "report.txt").read_text()
+    assert "comparison c24d7e1b: 84 inconsistent rows (full 0, incremental 84), needs 0" in txt
+    assert "readings cover 0s of the 30m needed; the 48 readings before could not be read" \
+        in txt
+    html = (out / "report.html").read_text()
+    assert ">Cutover readiness</h2>" in html
+    _, stdout = demo_run
+    assert "cutover readiness: 1 ready (warehouse: MySQL -> GaussDB (full+incremental)), " \
+           "7 not ready, 2 unknown; `drs-report readiness --config " in stdout
+    # A runbook asks the same history, and waits on the answer.
+    config = str(out / "config.toml")
+    assert cli("readiness", "--config", config, "--job", WAREHOUSE).returncode == 0
+    assert cli("readiness", "--config", config, "--job", BILLING).returncode == 6
+    assert cli("readiness", "--config", config, "--job", LEGACY).returncode == 7
 
 
 def test_demo_readings_are_the_simulated_interval_apart(demo_run: tuple[Path, str]) -> None:
@@ -311,7 +348,7 @@ def test_the_demo_prints_its_config_and_commands_that_work_again(
         data = json.loads((out / "report.json").read_text())
         # The emulator picked up the day where the demo left it: orders is still failed.
         assert next(j for j in data["jobs"] if j["job_id"] == ORDERS)["health"] == "CRITICAL"
-        assert data["counts"]["UNKNOWN"] == 2  # and nothing else became unreadable
+        assert data["counts"]["UNKNOWN"] == 1  # and nothing else became unreadable
     finally:
         _stop(server)
 
@@ -638,8 +675,8 @@ def test_log_level_after_the_command_and_libraries_quiet_at_debug(
 
 # -- help ----------------------------------------------------------------------------------
 
-COMMANDS = [["run"], ["demo"], ["emulator"], ["history"], ["db"], ["db", "upgrade"],
-            ["package"]]
+COMMANDS = [["run"], ["demo"], ["emulator"], ["history"], ["readiness"], ["db"],
+            ["db", "upgrade"], ["package"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

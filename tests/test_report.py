@@ -166,7 +166,8 @@ def test_hostile_text_is_inert_in_markdown_and_text() -> None:
     assert "@all" not in md  # a word joiner breaks the mention
     headings = {line for line in md.splitlines() if line.startswith("#")}
     assert headings <= {"### DRS status report", "### Problems", "### Healthy jobs",
-                        "### Run errors", "### Since the previous report"}
+                        "### Run errors", "### Since the previous report",
+                        "### Cutover readiness"}
     assert "http://evil" not in rendered["txt"]
     # JSON carries the API's text as data, exactly as it came.
     data = json.loads(rendered["json"])

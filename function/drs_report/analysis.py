@@ -28,10 +28,13 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
+from drs_report import readiness as cutover
 from drs_report.config import JobConfig, Settings, Thresholds
 from drs_report.models import CompareReading, FetchErrorKind, JobReading, Snapshot
+from drs_report.readiness import Readiness
 
 REPORT_SCHEMA_VERSION = 1
 RUNNING_STATES = frozenset({"FULL_TRANSFER_STARTED", "INCRE_TRANSFER_STARTED"})
@@ -122,6 +125,7 @@ class JobStatus:
     comparisons: list[CompareStatus] = field(default_factory=list)
     trend: list[TrendPoint] = field(default_factory=list)
     state_changed_from: str | None = None
+    readiness: Readiness | None = None  # the cutover verdict (readiness.py)
 
     @property
     def label(self) -> str:
@@ -221,6 +225,16 @@ class Report:
     def healthy_jobs(self) -> list[JobStatus]:
         return [j for j in self.jobs if j.health is Health.OK]
 
+    @cached_property
+    def readiness(self) -> list[Readiness]:
+        """The jobs' cutover verdicts, closest to ready first (sorted once: every format and
+        every folding step asks)."""
+        return cutover.sorted_verdicts([j.readiness for j in self.jobs
+                                        if j.readiness is not None])
+
+    def readiness_counts(self) -> dict[str, int]:
+        return cutover.counts(self.readiness)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "schema_version": REPORT_SCHEMA_VERSION,
@@ -241,6 +255,8 @@ class Report:
                 "growth": self.changes.growth,
             },
             "errors": self.errors,
+            "readiness": {"counts": self.readiness_counts(),
+                          "jobs": [r.to_report_json() for r in self.readiness]},
         }
 
 
@@ -258,10 +274,13 @@ class ProblemChanges:
     reminder: list[Problem] = field(default_factory=list)
     no_longer_monitored: list[str] = field(default_factory=list)
     carried: dict[str, str] = field(default_factory=dict)
+    # Cutover readiness since the last alert (readiness.readiness_changes).
+    became_ready: list[Readiness] = field(default_factory=list)
+    no_longer_ready: list[Readiness] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (self.new or self.escalated or self.resolved or self.reminder
-                    or self.no_longer_monitored)
+                    or self.no_longer_monitored or self.became_ready or self.no_longer_ready)
 
 
 def diff_problems(previous: Mapping[str, str] | None, report: Report) -> ProblemChanges:
@@ -297,15 +316,24 @@ def analyse(
     *,
     now: datetime,
     scope: Sequence[str] | None = None,
+    readiness_history: Mapping[str, Sequence[tuple[datetime, JobReading]]] | None = None,
 ) -> Report:
-    """`scope`: the job ids a narrowed run (run --job) was limited to; the report says so."""
+    """`scope`: the job ids a narrowed run (run --job) was limited to; the report says so.
+    `readiness_history`: a longer history for the cutover verdicts (default: `history`)."""
     configured = {j.id: j for j in settings.jobs}
+    longer = history if readiness_history is None else readiness_history
     jobs: list[JobStatus] = []
     for reading in snapshot.jobs:
         config = configured.get(reading.job_id)
         thresholds = config.thresholds if config else settings.thresholds
         past = _with_current(history.get(reading.job_id, ()), snapshot.taken_at, reading)
-        jobs.append(_judge_job(reading, config, thresholds, past, now))
+        job = _judge_job(reading, config, thresholds, past, now)
+        job.readiness = cutover.judge(
+            reading.job_id, job.name,
+            _with_current(longer.get(reading.job_id, ()), snapshot.taken_at, reading),
+            settings.readiness_of(reading.job_id), stall_minutes=thresholds.stall_minutes,
+            now=now)
+        jobs.append(job)
     jobs.sort(key=lambda j: (-j.health.severity, j.label.lower()))
     problems = sorted((p for j in jobs for p in j.reasons if p.health is not Health.OK),
                       key=lambda p: (-p.health.severity, (p.job_name or p.job_id).lower(), p.key))

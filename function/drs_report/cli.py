@@ -7,6 +7,8 @@ Exit codes (a public contract, see README; EXIT_CODES below is the one table):
   3  report produced, but at least one delivery failed
   4  nothing could be read (every job unread: keys, project, endpoint); the report is written
   5  busy: another run holds the store's lease (store.sync); nothing stored or sent
+  6  readiness: some named job is not ready for cutover
+  7  readiness: no named job is known not ready, but some job's readiness is unknown
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from drs_report.pipeline import (
     EXIT_BUSY,
     EXIT_DELIVERY_FAILED,
     EXIT_NO_REPORT,
+    EXIT_NOT_READY,
     EXIT_NOTHING_READ,
     EXIT_OK,
+    EXIT_READINESS_UNKNOWN,
     EXIT_USAGE,
 )
 
@@ -43,6 +47,10 @@ EXIT_CODES = {
                        "endpoint unreachable); the report is still written",
     EXIT_BUSY: "busy: another run holds the store's lease (store.sync); nothing stored or "
                "sent",
+    EXIT_NOT_READY: "readiness: some named job is not ready for cutover",
+    EXIT_READINESS_UNKNOWN: "readiness: no named job is known not ready, but some job's "
+                            "readiness is unknown (not read, a gap in the readings, a "
+                            "comparison not read lately)",
 }
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_RE = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))([A-Za-z]*)$")
@@ -246,6 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--format", choices=["json", "table"], default="table",
                       help="json (the API's field names) or a table")
 
+    ready = _command(
+        sub, "readiness", "the cutover verdict of each job, from the stored history",
+        ["drs-report readiness --config config.toml",
+         "drs-report readiness --config config.toml --job 9a470239-2308-4bb5-a6bc-1040402fjb21 "
+         "--format json",
+         "until drs-report readiness --config config.toml --job 9a470239-2308-4bb5-a6bc-"
+         "1040402fjb21; do sleep 60; done"],
+        [(EXIT_OK, "every named job is ready for cutover"),
+         (EXIT_NO_REPORT, "the history could not be read"), EXIT_USAGE, EXIT_NOT_READY,
+         EXIT_READINESS_UNKNOWN],
+        "ready: full phase done, incremental delay at or below readiness.max_delay_seconds "
+        "for readiness.stable_minutes, comparisons consistent and read lately; see README. "
+        "Nothing is fetched or stored unless --live (whose reading is still not stored); "
+        "a store kept in OBS is read without its lease. Not ready (6) wins over unknown (7)")
+    ready.add_argument("--config", required=True, type=Path, metavar="FILE",
+                       help="TOML configuration file (required)")
+    ready.add_argument("--job", action="append", dest="job_ids", metavar="JOB_ID",
+                       help="only this configured job id; repeatable (default: every job)")
+    ready.add_argument("--format", choices=["text", "json"], default="text",
+                       help="text, or json (the verdicts as report.json's readiness)")
+    ready.add_argument("--live", action="store_true",
+                       help="also read the jobs from DRS now and judge that reading with the "
+                            "history; the reading is not stored (needs credentials)")
+
     db_codes: list[int | tuple[int, str]] = [
         (EXIT_OK, "the schema is up to date"),
         (EXIT_NO_REPORT, "the database could not be reached or migrated"), EXIT_USAGE]
@@ -356,6 +388,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return show_history(settings, args.job_id, since_seconds=since_seconds,
                             output_format=args.format, out=sys.stdout)
+    if command == "readiness":
+        from drs_report.config import load_settings
+        from drs_report.readiness_query import ask_readiness
+
+        settings = load_settings(args.config)
+        needs_credentials = args.live or settings.store.sync is not None
+        return ask_readiness(settings, job_ids=args.job_ids, output_format=args.format,
+                             live=args.live,
+                             credentials=_credentials() if needs_credentials else None,
+                             out=sys.stdout)
     if command == "db":
         if args.db_command != "upgrade":
             raise ConfigError("", "drs-report db: expected 'upgrade'; see --help")

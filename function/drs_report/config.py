@@ -57,12 +57,21 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class ReadinessConfig:
+    """`[readiness]` (and `jobs[].readiness_*`): when a job may be switched over."""
+
+    max_delay_seconds: float = 5.0  # incremental delay, and comparison delay, at most this
+    stable_minutes: float = 30.0  # ... for this long, with recent comparison readings
+
+
+@dataclass(frozen=True)
 class JobConfig:
     id: str
     name: str | None = None
     compare_jobs: tuple[str, ...] = ()
     auto_compare: bool = False  # compare_jobs = "auto": list them via the API
     thresholds: Thresholds = field(default_factory=Thresholds)  # global merged with the job's
+    readiness: ReadinessConfig = field(default_factory=ReadinessConfig)  # the same
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,11 @@ class Settings:
     run: RunConfig = field(default_factory=RunConfig)
     source: Path | None = None
     web: WebConfig = field(default_factory=WebConfig)
+    readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
+
+    def readiness_of(self, job_id: str) -> ReadinessConfig:
+        """The job's readiness keys: its own, else the global ones (also for discovered jobs)."""
+        return next((j.readiness for j in self.jobs if j.id == job_id), self.readiness)
 
     def secret_values(self) -> list[str]:
         """Every secret in the settings, for redaction filters."""
@@ -256,7 +270,8 @@ def load_settings(
     return parse_settings(data, env, source=path)
 
 
-_ENV_SECTIONS = ("drs", "store", "report", "thresholds", "delivery", "run", "web")
+_ENV_SECTIONS = ("drs", "store", "report", "thresholds", "delivery", "run", "web",
+                 "readiness")
 
 
 def _apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -314,7 +329,7 @@ def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
 
 _TOP_KEYS = (
     "drs", "jobs", "discovery", "store", "report", "thresholds", "delivery", "channels", "run",
-    "web",
+    "web", "readiness",
 )
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "drs": (
@@ -323,7 +338,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "verify_tls", "ca_bundle", "requests_per_second",
     ),
     "job": ("id", "name", "compare_jobs", "delay_warn_seconds", "delay_crit_seconds",
-            "stall_minutes"),
+            "stall_minutes", "readiness_max_delay_seconds", "readiness_stable_minutes"),
     "discovery": ("name", "job_type", "compare_jobs"),
     "store": ("url", "retention_days", "report_retention_days", "prune_batch_size", "sync",
               "obs_endpoint", "ephemeral"),
@@ -335,6 +350,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
             "dingtalk_secret", "feishu_app_id", "feishu_app_secret",
             "feishu_verification_token", "feishu_encrypt_key", "feishu_api", "max_body_bytes",
             "live_seconds", "page_size"),
+    "readiness": ("max_delay_seconds", "stable_minutes"),
 }
 
 
@@ -474,7 +490,10 @@ def parse_settings(
     drs = _parse_drs(_Reader(data.get("drs", {}), "drs", env), env)
     thresholds = _parse_thresholds(_Reader(data.get("thresholds", {}), "thresholds", env),
                                    Thresholds())
-    jobs, discovery = _parse_jobs(data.get("jobs"), data.get("discovery"), env, thresholds)
+    readiness = _parse_readiness(_Reader(data.get("readiness", {}), "readiness", env),
+                                 ReadinessConfig())
+    jobs, discovery = _parse_jobs(data.get("jobs"), data.get("discovery"), env, thresholds,
+                                  readiness)
     store = _parse_store(_Reader(data.get("store", {}), "store", env), write_dir,
                          region=drs.region, in_functiongraph=in_functiongraph)
     report = _parse_report(_Reader(data.get("report", {}), "report", env), base_dir,
@@ -483,10 +502,11 @@ def parse_settings(
     run = _parse_run(_Reader(data.get("run", {}), "run", env))
     channels = _parse_channels(data.get("channels", []), env)
     web = _parse_web(_Reader(data.get("web", {}), "web", env))
+    _check_readiness_window(readiness, jobs, store, report)
     return Settings(
         drs=drs, jobs=jobs, discovery=discovery, store=store, report=report,
         thresholds=thresholds, delivery=delivery, channels=channels, run=run, source=source,
-        web=web,
+        web=web, readiness=readiness,
     )
 
 
@@ -539,6 +559,36 @@ def _parse_thresholds(r: _Reader, base: Thresholds, *, extra: tuple[str, ...] = 
                       stall_minutes=r.number("stall_minutes", base.stall_minutes, minimum=1))
 
 
+def _parse_readiness(r: _Reader, base: ReadinessConfig, *, prefix: str = "") -> ReadinessConfig:
+    """`[readiness]` keys, or a job's `readiness_*` ones (`prefix`) over the global ones."""
+    if not prefix:
+        r.check_unknown(_SECTION_KEYS["readiness"])
+    return ReadinessConfig(
+        max_delay_seconds=r.number(f"{prefix}max_delay_seconds", base.max_delay_seconds),
+        stable_minutes=r.number(f"{prefix}stable_minutes", base.stable_minutes, minimum=1),
+    )
+
+
+def _check_readiness_window(readiness: ReadinessConfig, jobs: tuple[JobConfig, ...],
+                            store: StoreConfig, report: ReportConfig) -> None:
+    """A stable window the history cannot hold would keep every job from ever being ready."""
+    windows = [("readiness.stable_minutes", readiness.stable_minutes)] + [
+        (f"jobs[{i}].readiness_stable_minutes", job.readiness.stable_minutes)
+        for i, job in enumerate(jobs) if job.readiness.stable_minutes != readiness.stable_minutes]
+    for key, minutes in windows:
+        if minutes > store.retention_days * 1440:
+            raise ConfigError(key, f"{minutes:g} minutes is longer than the "
+                                   f"{store.retention_days} days store.retention_days keeps "
+                                   "readings; lower it or raise store.retention_days")
+        if store.sync is not None and minutes > report.trend_hours * 60:
+            # Beyond the trend window a synced file keeps one reading an hour, a gap the
+            # readiness rules would read as missing history.
+            raise ConfigError(key, f"{minutes:g} minutes is longer than report.trend_hours "
+                                   f"({report.trend_hours:g} h), beyond which a store kept in "
+                                   "OBS (store.sync) keeps one reading an hour; lower it or "
+                                   "raise report.trend_hours")
+
+
 def _parse_job_id(value: Any, key: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(key, f"expected a DRS job id string, got {_type_name(value)}")
@@ -550,7 +600,8 @@ def _parse_job_id(value: Any, key: str) -> str:
 
 
 def _parse_jobs(
-    jobs: Any, discovery: Any, env: Mapping[str, str], thresholds: Thresholds
+    jobs: Any, discovery: Any, env: Mapping[str, str], thresholds: Thresholds,
+    readiness: ReadinessConfig | None = None,
 ) -> tuple[tuple[JobConfig, ...], DiscoveryConfig]:
     disc_reader = _Reader(discovery if discovery is not None else {}, "discovery", env)
     disc_reader.check_unknown(_SECTION_KEYS["discovery"])
@@ -608,6 +659,7 @@ def _parse_jobs(
         parsed.append(JobConfig(
             id=job_id, name=name, compare_jobs=tuple(compare_ids), auto_compare=auto,
             thresholds=_parse_thresholds(r, thresholds, extra=("id",)),
+            readiness=_parse_readiness(r, readiness or ReadinessConfig(), prefix="readiness_"),
         ))
     return tuple(parsed), DiscoveryConfig()
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import requests
 
     from drs_report.channels.base import Channel
+    from drs_report.readiness import ReadinessChanges
     from drs_report.store import SentDelivery, Store
 
 log = logs.get_logger("delivery")
@@ -141,8 +142,9 @@ def _plan(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
         return _Plan(key=f"digest:{config.name}:{local.date().isoformat()}",
                      message=Message(report, rendered, "digest", language=language))
     last = _alerted_state(store, config.name, report, now)
-    previous = _problems_of(last) if last else None
+    previous, cutover = _alert_state(last, report)
     changes = diff_problems(previous, report)
+    changes.became_ready, changes.no_longer_ready = cutover.became_ready, cutover.no_longer_ready
     if changes.empty() and last is not None and delivery.alert_reminder_hours > 0:
         critical = [p for p in report.problems if p.health is Health.CRITICAL]
         due = _reminder_due(now, last.sent_at, delivery.alert_reminder_hours)
@@ -151,7 +153,7 @@ def _plan(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
     if changes.empty():
         return "no change in problems since the last alert"
     # Problems of jobs we could not read this time stay in the alert state as they were.
-    current = {**changes.carried, **report.problem_map()}
+    current = {**changes.carried, **report.problem_map(), **cutover.state()}
     problems = tuple(f"{k}={v}" for k, v in sorted(current.items()))
     fingerprint = hashlib.sha256("\n".join(problems).encode()).hexdigest()[:32]
     # The key names the state we move from and the state we move to, so a re-invoked run
@@ -162,6 +164,19 @@ def _plan(config: ChannelConfig, report: Report, rendered: Mapping[str, str],
     return _Plan(key=f"alert:{config.name}:{digest}", fingerprint=fingerprint,
                  problems=problems,
                  message=Message(report, rendered, "alert", changes, language=language))
+
+
+def _alert_state(last: SentDelivery | None, report: Report
+                 ) -> tuple[dict[str, str] | None, ReadinessChanges]:
+    """The last alert's problems, and readiness since then: the jobs it had announced ready
+    ride in the same claim, so "ready for cutover" is said once, like a problem."""
+    from drs_report.readiness import readiness_changes, split_alert_state
+
+    entries = dict(p.split("=", 1) for p in last.problems if "=" in p) if last else {}
+    previous, announced = split_alert_state(entries)
+    verdicts = {j.job_id: j.readiness for j in report.jobs if j.readiness is not None}
+    changes = readiness_changes(announced, verdicts, unread=report.unread)
+    return (previous if last else None), changes
 
 
 def _already_sent(store: Store, config: ChannelConfig, key: str) -> bool:
@@ -181,7 +196,12 @@ def _already_sent(store: Store, config: ChannelConfig, key: str) -> bool:
 
 
 def _problems_of(sent: SentDelivery) -> dict[str, str]:
-    return dict(p.split("=", 1) for p in sent.problems if "=" in p)
+    """The problems a sent alert said (its claim also carries the jobs announced ready)."""
+    from drs_report.readiness import split_alert_state
+
+    problems, _announced = split_alert_state(
+        dict(p.split("=", 1) for p in sent.problems if "=" in p))
+    return problems
 
 
 def _alerted_state(store: Store, channel: str, report: Report, now: datetime

@@ -152,6 +152,11 @@ def run_demo(out_dir: Path, *, port: int = DEMO_PORT, out: TextIO | None = None,
           f"{sync.get('bytes', 0)} bytes fetched in {sync.get('fetch_seconds') or 0:.2f}s "
           f"and written back in {sync.get('write_back_seconds') or 0:.2f}s under a lease",
           file=out)
+    from drs_report.render import Words, text_inert
+
+    line = Words("en-us", "UTC").readiness_line(result.report.readiness, text_inert)
+    print(f"{line[0].lower()}{line[1:]}; `drs-report readiness --config "
+          f"{(out_dir / 'config.toml').resolve()}` asks the same history", file=out)
     for fmt, path in result.outputs.items():
         print(f"{fmt}: {path.resolve()}", file=out)
     print(f"\nconfig: {config_path.resolve()}", file=out)

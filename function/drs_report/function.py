@@ -286,6 +286,10 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         for d in deliveries:
             tally[str(d.get("status"))] = tally.get(str(d.get("status")), 0) + 1
         parts.append("deliveries=" + (",".join(f"{k}:{v}" for k, v in tally.items()) or "0"))
+    readiness = summary.get("readiness")
+    if isinstance(readiness, dict) and isinstance(readiness.get("counts"), dict):
+        parts.append("readiness=" + ",".join(f"{k}:{v}"
+                                             for k, v in readiness["counts"].items()))
     sync = summary.get("sync")
     if isinstance(sync, dict):
         seconds = (sync.get("fetch_seconds") or 0) + (sync.get("write_back_seconds") or 0)

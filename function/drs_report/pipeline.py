@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from drs_report.analysis import Report
     from drs_report.delivery import DeliveryOutcome
+    from drs_report.models import JobReading
     from drs_report.store import Store
 
 log = logs.get_logger("pipeline")
@@ -49,6 +50,8 @@ EXIT_USAGE = 2
 EXIT_DELIVERY_FAILED = 3
 EXIT_NOTHING_READ = 4  # every job unread: wrong keys or project, endpoint unreachable
 EXIT_BUSY = 5  # another run holds the store's lease: nothing stored or sent
+EXIT_NOT_READY = 6  # `readiness`: some named job is not ready for cutover
+EXIT_READINESS_UNKNOWN = 7  # `readiness`: none is known not ready, some cannot be confirmed
 
 # A lease without a hard deadline to expire with (a CLI run) lasts this long.
 DEFAULT_LEASE_SECONDS = 900.0
@@ -120,10 +123,19 @@ class RunResult:
             "errors": [logs.redact(e) for e in self.errors],
             "duration_seconds": round(self.duration_seconds, 3),
             "sync": self.sync,
+            "readiness": readiness_summary(self.report),
         }
         if self.nothing_read:
             summary["error"] = self.cause()
         return summary
+
+
+def readiness_summary(report: Report) -> dict[str, Any]:
+    """The cutover verdicts, compact: counts, and the ready and not-ready job ids."""
+    verdicts = report.readiness
+    return {"counts": report.readiness_counts(),
+            "ready": [r.job_id for r in verdicts if r.verdict == "ready"],
+            "not_ready": [r.job_id for r in verdicts if r.verdict == "not_ready"]}
 
 
 def scoped_jobs(settings: Settings, job_ids: Sequence[str], key: str = "--job"
@@ -334,14 +346,12 @@ def _cycle(
             log.error("%s; the report and the deliveries go on without them",
                       snapshot.errors[-1])
             outcome = "failed"
-    history = store.history(
-        [j.job_id for j in snapshot.jobs],
-        since=current - timedelta(hours=settings.report.trend_hours),
-    )
+    history, longer = _histories(store, [j.job_id for j in snapshot.jobs], settings, current)
     previous = store.previous_report(before_run_id=run_id or _AFTER_EVERY_RUN)
     if scope is not None:
         previous = narrow_previous(previous, scope)
-    report = analyse(snapshot, history, previous, settings, now=current, scope=scope)
+    report = analyse(snapshot, history, previous, settings, now=current, scope=scope,
+                     readiness_history=longer)
     rendered = render_all(report, settings)
     outputs: dict[str, Path] = {}
     if not dry_run or output_dir is not None:
@@ -380,6 +390,21 @@ def _cycle(
             store.downsample(now=current, trend_hours=settings.report.trend_hours,
                              run_id=run_id)
     return result
+
+
+def _histories(store: Store, job_ids: list[str], settings: Settings, now: datetime
+               ) -> tuple[dict[str, list[tuple[datetime, JobReading]]],
+                          dict[str, list[tuple[datetime, JobReading]]]]:
+    """The trend window's readings, and the (perhaps longer) window readiness needs."""
+    from drs_report.readiness import history_minutes
+
+    trend_since = now - timedelta(hours=settings.report.trend_hours)
+    readiness_since = now - timedelta(minutes=history_minutes(settings))
+    longer = store.history(job_ids, since=min(trend_since, readiness_since))
+    if readiness_since >= trend_since:
+        return longer, longer
+    return {job_id: [p for p in points if p[0] >= trend_since]
+            for job_id, points in longer.items()}, longer
 
 
 def check_writable(settings: Settings) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
@@ -31,6 +31,7 @@ from drs_report import __version__
 from drs_report.analysis import Health, Problem, ProblemChanges, Report, split_key
 from drs_report.config import Settings
 from drs_report.errors import ConfigError, DrsReportError
+from drs_report.readiness import Check, Readiness
 
 HTML_MAX_BYTES = 100 * 1024
 MARKDOWN_MAX_BYTES = 4096
@@ -215,6 +216,91 @@ class Words:
                     before=item.get("before"), after=item.get("after"))
 
 
+    # -- cutover readiness (readiness.py) ---------------------------------------------------
+
+    def seconds(self, value: Any) -> str:
+        """A delay: tenths under a minute, so 5.4 s never reads as the 5 s it exceeds."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                0 < abs(value) < 60 and not float(value).is_integer():
+            return f"{float(value):.1f}{self('unit.s')}"
+        return self.duration(value)
+
+    def readiness_check(self, check: Check, esc: Callable[[Any], str]) -> str:
+        """One readiness rule's outcome in a sentence; API text in it goes through `esc`."""
+        p = check.params
+        values: dict[str, Any] = {}
+        for key, value in p.items():
+            if key in _DELAY_PARAMS:
+                values[key] = self.seconds(value)
+            elif key in _DURATION_PARAMS:
+                values[key] = self.duration(value)
+            elif key == "progress":
+                values[key] = self.percent(value)
+            elif isinstance(value, datetime):
+                values[key] = self.when(value)
+            elif key == "state":
+                values[key] = self.state(value)
+            elif key == "message" and isinstance(value, str) and len(value) > 160:
+                values[key] = esc(value[:160] + "…")  # the job's card has it in full
+            else:
+                values[key] = esc(value)
+        if isinstance(p.get("interval"), (int, float)):
+            values["max_gap"] = self.duration(2 * float(p["interval"]))
+        values["compare"] = esc(short_id(check.compare_job_id))
+        key = f"readiness.check.{check.code}"
+        if check.code == "not_read" and f"{key}.{p.get('kind')}" in self.messages:
+            key += f".{p.get('kind')}"  # the service's answer, said in the report's words
+        elif check.code == "compare_stale" and p.get("at") is None:
+            key += ".never"
+        elif check.code == "not_enough_history" and p.get("unread_before"):
+            key += ".unread"
+            values["n"] = p["unread_before"]
+        if isinstance(p.get("rows"), int):
+            values["n"] = p["rows"]
+        return self(key, **values)
+
+    def readiness_sentences(self, item: Readiness, esc: Callable[[Any], str],
+                            limit: int | None = None) -> list[str]:
+        """What is still missing, the definite noes first; for a ready job, why it is."""
+        if item.verdict == "ready":
+            said = [self.readiness_check(c, esc) for c in item.checks
+                    if c.status == "met" and c.compare_job_id is None and c.code not in
+                    ("full_done",)]
+            consistent = sum(1 for c in item.checks if c.code == "compare_consistent")
+            if consistent:
+                said.append(self("readiness.comparisons_ok", n=consistent))
+            said += [self.readiness_check(c, esc) for c in item.checks if c.status == "note"]
+            return said  # a few short lines: never folded
+        said = [self.readiness_check(c, esc) for c in item.missing]
+        if limit is not None and len(said) > limit:
+            said = [*said[:limit], self("readiness.others", n=len(said) - limit)]
+        return said
+
+    def readiness_line(self, items: Sequence[Readiness], esc: Callable[[Any], str],
+                       max_names: int = 3) -> str:
+        """'Cutover readiness: 1 ready (warehouse), 2 not ready, 7 unknown'."""
+        if not items:
+            return self("readiness.line", parts=self("readiness.none"))
+        parts = []
+        for verdict in ("ready", "not_ready", "unknown"):
+            named = [esc(i.label) for i in items if i.verdict == verdict]
+            if not named:
+                continue
+            count = self(f"readiness.count.{verdict}", n=len(named))
+            if verdict == "ready":
+                names = ", ".join(named[:max_names])
+                if len(named) > max_names:
+                    names = self("readiness.names_more", names=names, n=len(named) - max_names)
+                count = self("readiness.names", count=count, names=names)
+            parts.append(count)
+        return self("readiness.line", parts=self("subject.separator").join(parts))
+
+
+_DELAY_PARAMS = frozenset({"delay", "max_delay", "then"})
+_DURATION_PARAMS = frozenset({"needed", "steady", "age", "max_age", "gap", "interval",
+                              "stalled"})
+
+
 def utc_offset(local: datetime) -> str:
     """'UTC', 'UTC+8', 'UTC+5:30', 'UTC-3'."""
     offset = local.utcoffset()
@@ -264,6 +350,7 @@ def environment(templates_dir: str | None) -> Any:
     env.globals["Health"] = Health
     env.globals["trend_summary"] = trend_summary
     env.globals["split_key"] = split_key
+    env.globals["READINESS_SHORT"] = READINESS_SHORT
     return env
 
 
@@ -349,12 +436,21 @@ def render_all(report: Report, settings: Settings) -> dict[str, str]:
 
 
 # Folding ladders: each step shows less; the first that fits wins.
+# `readiness`: every job with all it misses, the closest READINESS_SHORT with the first
+# thing each misses, or the one-line verdict only.
 _HTML_STEPS: list[dict[str, Any]] = [
-    {"sparklines": True, "healthy": "table", "max_problem_jobs": None, "max_changes": None},
-    {"sparklines": False, "healthy": "table", "max_problem_jobs": None, "max_changes": None},
-    {"sparklines": False, "healthy": "names", "max_problem_jobs": None, "max_changes": 20},
-    {"sparklines": False, "healthy": "count", "max_problem_jobs": None, "max_changes": 5},
+    {"sparklines": True, "healthy": "table", "max_problem_jobs": None, "max_changes": None,
+     "readiness": "full"},
+    {"sparklines": False, "healthy": "table", "max_problem_jobs": None, "max_changes": None,
+     "readiness": "full"},
+    {"sparklines": False, "healthy": "names", "max_problem_jobs": None, "max_changes": 20,
+     "readiness": "short"},
+    {"sparklines": False, "healthy": "names", "max_problem_jobs": None, "max_changes": 20,
+     "readiness": "line"},
+    {"sparklines": False, "healthy": "count", "max_problem_jobs": None, "max_changes": 5,
+     "readiness": "line"},
 ]
+READINESS_SHORT = 20
 
 
 def _render_html(report: Report, settings: Settings | None, language: str
@@ -413,7 +509,8 @@ def render_chat(
     esc = _ESCAPERS[dialect]
     slack = dialect == "slack"
 
-    def render(show_healthy: bool, max_problems: int | None, max_changes: int | None) -> str:
+    def render(show_healthy: bool, max_problems: int | None, max_changes: int | None,
+               show_readiness: bool = False) -> str:
         problems = report.problems if max_problems is None else report.problems[:max_problems]
         return _render_template(env, "chat/message.md.j2", settings, _context(
             report, settings, language, esc=esc, dialect=dialect,
@@ -421,12 +518,19 @@ def render_chat(
             heading=(lambda s: f"*{s}*") if slack else (lambda s: f"### {s}"),
             show_healthy=show_healthy, problems=problems,
             hidden_problems=len(report.problems) - len(problems), changes=changes,
-            max_changes=max_changes,
+            max_changes=max_changes, show_readiness=show_readiness,
         )).strip() + "\n"
 
-    # Healthy jobs fold first, then the lists of what changed, then the mildest problems.
-    for show_healthy, max_changes in ((True, None), (False, None), (False, 5), (False, 0)):
-        text = render(show_healthy, None, max_changes)
+    # Healthy jobs fold first, then the readiness list (its one-line verdict stays), then
+    # the lists of what changed, then the mildest problems. A readiness list whose names
+    # alone overflow is not rendered to find that out (a large fleet's list is long).
+    names = sum(len(item.label.encode()) + 12 for item in report.readiness)
+    for show_healthy, show_readiness, max_changes in (
+            (True, True, None), (False, True, None), (False, False, None), (False, False, 5),
+            (False, False, 0)):
+        if show_readiness and names > max_bytes:
+            continue
+        text = render(show_healthy, None, max_changes, show_readiness)
         if len(text.encode()) <= max_bytes:
             return text
     low, high = 0, len(report.problems)
@@ -439,6 +543,22 @@ def render_chat(
         else:
             high = middle - 1
     return best
+
+
+def readiness_subject(changes: ProblemChanges | None, language: str) -> str | None:
+    """'Ready for cutover: ledger' for an alert that announces it (or the fall back)."""
+    if changes is None or not (changes.became_ready or changes.no_longer_ready):
+        return None
+    words = Words(language, "UTC")
+    parts = []
+    for key, items in (("alert.ready", changes.became_ready),
+                       ("alert.no_longer_ready", changes.no_longer_ready)):
+        if items:
+            names = ", ".join(text_inert(i.label) for i in items[:3])
+            if len(items) > 3:
+                names = words("readiness.names_more", names=names, n=len(items) - 3)
+            parts.append(words("readiness.subject", what=words(key), names=names))
+    return words("subject.separator").join(parts)
 
 
 def render_subject(report: Report, *, language: str | None = None,

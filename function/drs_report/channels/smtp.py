@@ -85,9 +85,12 @@ class SmtpChannel(Channel):
         mail = EmailMessage()
         subject = render_subject(report, language=message.language)
         if message.kind == "alert":
-            from drs_report.render import Words
+            from drs_report.render import Words, readiness_subject
 
             subject = f"{Words(message.language, 'UTC')('alert.title')}: {subject}"
+            cutover = readiness_subject(message.changes, message.language)
+            if cutover:  # the news a migration team waits for goes first
+                subject = f"{cutover} - {subject}"
         mail["Subject"] = subject
         mail["From"] = str(self.options["from"])
         mail["To"] = ", ".join(reveal(a) for a in self.options["to"])

@@ -40,6 +40,8 @@ class WebhookChannel(Channel):
                 "escalated": [p.key for p in message.changes.escalated],
                 "resolved": list(message.changes.resolved),
                 "reminder": [p.key for p in message.changes.reminder],
+                "ready_for_cutover": [r.job_id for r in message.changes.became_ready],
+                "no_longer_ready": [r.job_id for r in message.changes.no_longer_ready],
             }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
