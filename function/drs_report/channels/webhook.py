@@ -18,6 +18,7 @@ import time
 
 from drs_report.channels.base import Channel, idempotency_id, reveal
 from drs_report.message import Message
+from drs_report.render import report_json
 
 SIGNATURE_HEADER = "X-DRS-Report-Signature"
 TIMESTAMP_HEADER = "X-DRS-Report-Timestamp"
@@ -30,7 +31,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 class WebhookChannel(Channel):
     def payload_bytes(self, message: Message) -> bytes:
-        data = message.report.to_json()
+        data = report_json(message.report)  # report.json: long API strings cut
         data["kind"] = message.kind
         if message.idempotency_key:
             data["idempotency_key"] = idempotency_id(message.idempotency_key)
