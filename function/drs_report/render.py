@@ -104,20 +104,24 @@ def plain(value: Any) -> str:
 
 
 def cut(value: Any, limit: int = TEXT_CHARS, mark: str = CUT_MARK) -> str:
-    """One line of API text of at most `limit` characters, and the mark when it was longer.
+    """One line of API text of at most `limit` characters, and the mark when it was longer."""
+    text, was_cut = _cut(value, limit)
+    return text + mark if was_cut else text
 
-    Only a window of the value is read (a 1 MB message costs no more than a short one, however
-    often a fold renders it); the cut prefers a word boundary near the end.
-    """
+
+def _cut(value: Any, limit: int) -> tuple[str, bool]:
+    """The line and whether it was cut. Only a window of the value is read (a 1 MB message
+    costs no more than a short one, however often a fold renders it); the cut prefers a
+    word boundary near the end."""
     text = "" if value is None else str(value)
     window = limit * 4 + 256
     longer = len(text) > window
     line = plain(text[:window] if longer else text)
     if not longer and len(line) <= limit:
-        return line
+        return line, False
     kept = line[:max(limit, 0)]
     space = kept.rfind(" ", limit * 4 // 5)
-    return (kept[:space] if space > 0 else kept).rstrip() + mark
+    return (kept[:space] if space > 0 else kept).rstrip(), True
 
 
 def defang(text: str) -> str:
@@ -126,28 +130,36 @@ def defang(text: str) -> str:
     return _WWW.sub("www[.]", text)
 
 
+# Each escaper cuts, escapes what it kept, then appends the mark as it is: the mark is our
+# words (the catalogue's "cut"), written to need no escaping in any medium.
+
+
 def text_inert(value: Any, limit: int = TEXT_CHARS, mark: str = CUT_MARK) -> str:
-    return defang(cut(value, limit, mark))
+    text, was_cut = _cut(value, limit)
+    return defang(text) + (mark if was_cut else "")
 
 
 def md_inert(value: Any, limit: int = CHAT_CHARS, mark: str = CUT_MARK) -> str:
     """CommonMark: every character that could format, link, or embed is escaped."""
-    text = _MD_SPECIAL.sub(r"\\\1", text_inert(value, limit, mark))
-    return text.replace("@", "@\u2060")  # word joiner: '@all' no longer reads as a mention
+    text, was_cut = _cut(value, limit)
+    text = _MD_SPECIAL.sub(r"\\\1", defang(text))
+    # A word joiner after '@': '@all' no longer reads as a mention.
+    return text.replace("@", "@\u2060") + (mark if was_cut else "")
 
 
 def chat_inert(value: Any, limit: int = CHAT_CHARS, mark: str = CUT_MARK) -> str:
     """Chat apps: look-alike characters, since not every app honours backslash escapes."""
-    text = text_inert(value, limit, mark).translate(_LOOKALIKE)
-    return _LONE_UNDERSCORE.sub(_FULLWIDTH_LOW_LINE, text)
+    text, was_cut = _cut(value, limit)
+    text = _LONE_UNDERSCORE.sub(_FULLWIDTH_LOW_LINE, defang(text).translate(_LOOKALIKE))
+    return text + (mark if was_cut else "")
 
 
 def slack_inert(value: Any, limit: int = CHAT_CHARS, mark: str = CUT_MARK) -> str:
     """Slack mrkdwn: & < > escaped as Slack asks, the rest as for other chat apps."""
-    text = text_inert(value, limit, mark)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = text.translate(_SLACK_LOOKALIKE)
-    return _LONE_UNDERSCORE.sub(_FULLWIDTH_LOW_LINE, text)
+    text, was_cut = _cut(value, limit)
+    text = defang(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _LONE_UNDERSCORE.sub(_FULLWIDTH_LOW_LINE, text.translate(_SLACK_LOOKALIKE))
+    return text + (mark if was_cut else "")
 
 
 def terminal_inert(value: Any, *, keep_newlines: bool = False) -> str:
@@ -255,14 +267,14 @@ class Words:
 
     def more(self, key: str, hidden: Any, critical: int | None = None) -> str:
         """"and 12 more" (key), "and 12 more (3 critical)" (key.critical) when CRITICAL
-        problems are among what was left out. `hidden`: the items left out, or their number."""
+        problems or jobs are among what was left out. `hidden`: the items left out (problems,
+        jobs, or keys of resolved problems, which count as no health), or their number."""
         if isinstance(hidden, int):
             count = hidden
         else:
             items = list(hidden)
             count = len(items)
-            critical = sum(1 for i in items
-                           if isinstance(i, Problem) and i.health is Health.CRITICAL)
+            critical = sum(1 for i in items if getattr(i, "health", None) is Health.CRITICAL)
         if critical:
             return self(f"{key}.critical", n=count, critical=critical)
         return self(key, n=count)
