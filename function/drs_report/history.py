@@ -8,19 +8,13 @@ clipboard (OSC 52). The JSON's C1 controls are written as \\u escapes for the sa
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, TextIO
 
 from drs_report.config import Settings
 from drs_report.errors import ConfigError
 from drs_report.pipeline import EXIT_OK, sqlite_file
-from drs_report.render import terminal_inert
-
-# json.dumps escapes C0 controls in strings; C1 ones (U+0080..U+009F, the 8-bit CSI among
-# them) it writes as they are when ensure_ascii is off, so they are escaped here.
-_C1 = re.compile("[\x80-\x9f]")
+from drs_report.render import json_text, terminal_inert
 
 _COLUMNS = [
     ("taken_at", 20), ("transfer_status", 24), ("progress", 8), ("incre_trans_delay", 9),
@@ -45,8 +39,7 @@ def show_history(settings: Settings, job_id: str, *, since_seconds: float,
     finally:
         store.close()
     if output_format == "json":
-        text = json.dumps(readings, ensure_ascii=False, indent=2)
-        out.write(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+        out.write(json_text(readings) + "\n")
         return EXIT_OK
     if not readings:
         out.write(f"no readings of {terminal_inert(job_id)} since "

@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 
 HTML_MAX_BYTES = 100 * 1024
 MARKDOWN_MAX_BYTES = 4096
-DIALECTS = ("markdown", "slack", "teams", "feishu", "dingtalk", "wecom")
+# "fanout": Markdown-looking text that a service forwards to mailboxes and chats alike (SMN).
+DIALECTS = ("markdown", "slack", "teams", "feishu", "dingtalk", "wecom", "fanout")
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # `drs-report package` puts the shipped templates here compiled to Python (and bytecode), so
 # a cold start in FunctionGraph's read-only code directory does not compile them again.
@@ -88,6 +89,7 @@ _LONE_UNDERSCORE = re.compile(r"(?<!\w)_|_(?!\w)")
 # What a terminal acts on: CSI (colours, cursor, clear screen), OSC (titles, hyperlinks,
 # OSC 52 which writes the clipboard) ended by BEL or ST, DCS/SOS/PM/APC strings, their
 # 8-bit C1 forms, and two-character escapes. Removed whole, so no payload is left behind.
+_C1 = re.compile("[\x80-\x9f]")
 _TERMINAL_SEQUENCE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]?|\x9b[0-?]*[ -/]*[@-~]?"
     r"|(?:\x1b[\]P^_X]|[\x9d\x90\x9e\x9f\x98])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
@@ -184,6 +186,15 @@ def json_inert(data: Any, limit: int = JSON_CHARS, mark: str = CUT_MARK) -> Any:
     return data
 
 
+def json_text(data: Any, indent: int | None = 2, *, compact: bool = False) -> str:
+    """JSON for files and terminals: UTF-8 as it is, but the C1 controls (U+0080..U+009F,
+    the 8-bit CSI among them), which json.dumps leaves raw with ensure_ascii off, written as
+    \\u escapes like the C0 ones. The data read back is the same."""
+    text = json.dumps(data, ensure_ascii=False, indent=None if compact else indent,
+                      separators=(",", ":") if compact else None, default=str)
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def report_json(report: Report, mark: str | None = None) -> dict[str, Any]:
     """report.json's data (also the webhook's body), long API strings cut."""
     data: dict[str, Any] = json_inert(report.to_json(), JSON_CHARS,
@@ -191,9 +202,15 @@ def report_json(report: Report, mark: str | None = None) -> dict[str, Any]:
     return data
 
 
+def fanout_inert(value: Any, limit: int = TEXT_CHARS, mark: str = CUT_MARK) -> str:
+    """Plain text that may be forwarded into chats (SMN delivers to DingTalk, Lark and WeCom
+    bots as well as to mailboxes): chat look-alikes, at the length of a text report."""
+    return chat_inert(value, limit, mark)
+
+
 _ESCAPERS: dict[str, Callable[..., str]] = {
     "markdown": md_inert, "slack": slack_inert, "teams": chat_inert, "feishu": chat_inert,
-    "dingtalk": chat_inert, "wecom": chat_inert, "text": text_inert,
+    "dingtalk": chat_inert, "wecom": chat_inert, "text": text_inert, "fanout": fanout_inert,
 }
 
 
@@ -461,7 +478,8 @@ def _context(report: Report, settings: Settings | None, language: str, *,
         "report": report, "t": words, "counts": report.counts(), "version": __version__,
         "project": settings.drs.project_id if settings else "",
         "title": report.title or words("title"), "esc": esc, "links": links,
-        "detail_chars": TEXT_CHARS if medium == "text" else CHAT_CHARS, "job_links": True,
+        "detail_chars": TEXT_CHARS if medium in ("text", "fanout") else CHAT_CHARS,
+        "job_links": True,
         "limits": dict.fromkeys(_ALERT_SECTIONS), **extra,
     }
 
@@ -534,8 +552,7 @@ def render_all(report: Report, settings: Settings, *, run_id: int | None = None
         "md": render_chat(report, dialect="markdown", max_bytes=MARKDOWN_MAX_BYTES,
                           settings=settings, links=links),
         "txt": _render_text(report, settings, language, links),
-        "json": json.dumps(report_json(report), ensure_ascii=False, indent=2,
-                           default=str) + "\n",
+        "json": json_text(report_json(report)) + "\n",
     }
     if html_full is not None:
         outputs["html_full"] = html_full
@@ -642,11 +659,19 @@ def _inline_css(html: str) -> str:
 
 
 def _render_text(report: Report, settings: Settings | None, language: str,
-                 links: Links = NO_LINKS) -> str:
+                 links: Links = NO_LINKS, medium: str = "text") -> str:
     env = environment(_templates_dir(settings))
     return _render_template(env, "txt/report.txt.j2", settings,
-                            _context(report, settings, language, links=links,
+                            _context(report, settings, language, medium=medium, links=links,
                                      max_changes=None))
+
+
+def render_text(report: Report, *, settings: Settings | None = None,
+                language: str | None = None, run_id: int | None = None,
+                medium: str = "text") -> str:
+    """The text report; medium "fanout" for text that may be forwarded into chats (SMN)."""
+    return _render_text(report, settings, language or report.language,
+                        links_for(settings, run_id), medium)
 
 
 def _worst_first(changes: ProblemChanges) -> ProblemChanges:

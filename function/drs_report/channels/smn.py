@@ -2,7 +2,8 @@
 
 POST {endpoint}/v2/{project_id}/notifications/topics/{topic_urn}/publish with `subject`
 and `message_structure`: a JSON string with `default` and per-protocol entries, so email
-subscribers get the text report and SMS subscribers one line.
+subscribers get the text report and SMS subscribers one line. SMN also delivers to chat bots,
+so the text report it sends escapes API text for chats (render's "fanout" medium).
 
 SMN's limits (support.huaweicloud.com/productdesc-smn/smn_01_0004.html, "Notes and
 Constraints"): a subject of at most 512 bytes; a text or JSON message of at most 256 KB; an
@@ -18,7 +19,7 @@ from urllib.parse import quote
 from drs_report.answers import MalformedAnswer, decode_json
 from drs_report.channels.base import Channel, PermanentError, TransientError
 from drs_report.message import Message
-from drs_report.render import render_chat, render_subject
+from drs_report.render import render_chat, render_subject, render_text
 from drs_report.signing import RequestSigner
 
 SUBJECT_MAX_BYTES = 512
@@ -58,9 +59,13 @@ class SmnChannel(Channel):
         def size(text: str) -> int:
             return len(structure(text).encode("utf-8"))
 
-        text = message.rendered.get("txt", "") if message.kind == "digest" else ""
+        # SMN fans out to mailboxes and to chat bots (DingTalk, Lark, WeCom): the text report
+        # with API text made inert for chats too (Lark reads <at user_id="all"> in text).
+        text = render_text(message.report, settings=self.settings, language=message.language,
+                           run_id=message.run_id, medium="fanout") \
+            if message.kind == "digest" else ""
         if not text or size(text) > MESSAGE_MAX_BYTES:
-            text = render_chat(message.report, dialect="markdown",
+            text = render_chat(message.report, dialect="fanout",
                                max_bytes=MESSAGE_MAX_BYTES, measure=size,
                                changes=message.changes, language=message.language,
                                settings=self.settings, run_id=message.run_id)

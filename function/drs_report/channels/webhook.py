@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 
 from drs_report.channels.base import Channel, idempotency_id, reveal
 from drs_report.message import Message
-from drs_report.render import report_json
+from drs_report.render import json_text, report_json
 
 SIGNATURE_HEADER = "X-DRS-Report-Signature"
 TIMESTAMP_HEADER = "X-DRS-Report-Timestamp"
@@ -42,7 +41,7 @@ class WebhookChannel(Channel):
                 "resolved": list(message.changes.resolved),
                 "reminder": [p.key for p in message.changes.reminder],
             }
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return json_text(data, compact=True).encode()
 
     def send(self, message: Message, *, deadline: float | None = None) -> None:
         body = self.payload_bytes(message)
