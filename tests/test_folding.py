@@ -341,3 +341,18 @@ def test_a_digest_and_an_alert_a_day_later_both_fit(webhooks: dict[str, Receiver
     assert outcome.status == "sent", outcome.reason
     text = text_of("wecom", webhooks["wecom"].received[-1])
     assert "**Resolved**" in text and len(text.encode()) <= 4096
+
+
+def test_room_left_after_the_names_goes_to_the_first_jobs_details() -> None:
+    snapshot, jobs = failed_fleet(20, "binlog purged: " + "y" * 400)
+    report = analyse(snapshot, {}, None, settings_for(jobs), now=NOW)
+    for changes in (None, diff_problems({}, report)):
+        text = render_chat(report, dialect="slack", max_bytes=3000, changes=changes)
+        assert len(text) <= 3000
+        names, hidden, _ = named_and_counted(text)
+        assert len(names) == 20 and hidden == 0  # every name fits without details...
+        detailed = [n for n in range(20) if re.search(
+            rf"failed job {n:04d}: [^\n]*\(DRS\.M05004: binlog purged", text)]
+        # ...and what room is left shows the details of the first (worst) ones.
+        assert detailed and detailed == list(range(len(detailed))), text
+        assert len(text) > 2600

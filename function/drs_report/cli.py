@@ -268,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how far back, a positive number with a unit: s, m, h, d or w, "
                            "e.g. 90m, 12h, 7d, 2w")
     hist.add_argument("--format", choices=["json", "table"], default="table",
-                      help="json (the API's field names) or a table")
+                      help="json (the API's field names, values as stored) or a table (one "
+                           "line per reading; escape sequences and control characters in "
+                           "the API's text removed)")
 
     db_codes: list[int | tuple[int, str]] = [
         (EXIT_OK, "the schema is up to date"),
@@ -392,7 +394,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             store.upgrade()
         finally:
             store.close()
-        print(f"schema is up to date at {Store.masked_url(settings.store.url)}")
+        _say(f"schema is up to date at {Store.masked_url(settings.store.url)}")
         return EXIT_OK
     if command == "serve":
         from drs_report.web import server

@@ -480,7 +480,7 @@ def _context(report: Report, settings: Settings | None, language: str, *,
         "title": report.title or words("title"), "esc": esc, "links": links,
         "detail_chars": TEXT_CHARS if medium in ("text", "fanout") else CHAT_CHARS,
         "job_links": True,
-        "limits": dict.fromkeys(_ALERT_SECTIONS), **extra,
+        "limits": dict.fromkeys(_ALERT_SECTIONS), "detailed": None, **extra,
     }
 
 
@@ -564,13 +564,17 @@ def _utf8_size(text: str) -> int:
 
 
 def _fold(render: Callable[[int | None, Mapping[str, Any]], str], fits: Callable[[str], bool],
-          total: int, levels: Sequence[Mapping[str, Any]]) -> str:
+          total: int, levels: Sequence[Mapping[str, Any]],
+          first_keys: Callable[[int], frozenset[str]] | None = None) -> str:
     """The most items that fit, worst first, at the most detailed level that shows them all.
 
     `render(n, level)` shows the first n items (None: all) at a level; levels go from the most
     detailed to the most compact. The most compact one says how many items can fit at all,
     then the most detailed level that still shows that many wins: names first, details
-    second. When not even the frame fits, its lines are cut to fit, never mid-line.
+    second. When that is the compact one and it shows no error details, the first items
+    (worst first; `first_keys(m)`: the keys of the first m problems) get theirs, as many as
+    the room left allows. When not even the frame fits, its lines are cut to fit, never
+    mid-line.
     """
     compact = levels[-1]
     count: int | None = None
@@ -584,11 +588,24 @@ def _fold(render: Callable[[int | None, Mapping[str, Any]], str], fits: Callable
                 high = middle - 1
         if count < 0:
             return _cut_to_fit(render(0, compact), fits)
-    for level in levels:
+    for level in levels[:-1]:
         text = render(count, level)
         if fits(text):
             return text
-    return render(count, compact)  # pragma: no cover - the compact level fitted above
+    best = render(count, compact)
+    shortest = min((lv["detail_chars"] for lv in levels if lv.get("detail_chars")), default=0)
+    if first_keys is None or compact.get("detail_chars") or not shortest:
+        return best
+    partial = {**compact, "detail_chars": shortest}
+    low, high = 1, total if count is None else count
+    while low <= high:
+        middle = (low + high) // 2
+        text = render(count, {**partial, "detailed": first_keys(middle)})
+        if fits(text):
+            best, low = text, middle + 1
+        else:
+            high = middle - 1
+    return best
 
 
 def _cut_to_fit(text: str, fits: Callable[[str], bool]) -> str:
@@ -699,6 +716,14 @@ def _alert_limits(changes: ProblemChanges, count: int | None) -> dict[str, int |
     return {name: shown.count(name) for name in _ALERT_SECTIONS}
 
 
+def _alert_problems(changes: ProblemChanges) -> list[Problem]:
+    """The alert's problems in the order they are given room: CRITICAL first."""
+    ranked = [(-p.health.severity, rank, p) for rank, name in enumerate(_ALERT_SECTIONS[:3])
+              for p in getattr(changes, name)]
+    ranked.sort(key=lambda entry: entry[:2])
+    return [p for _, _, p in ranked]
+
+
 def _alert_lines(changes: ProblemChanges) -> int:
     return sum(len(getattr(changes, name)) for name in _ALERT_SECTIONS)
 
@@ -761,7 +786,9 @@ def render_chat(
             if fits(text):
                 return text
     total = _alert_lines(shown_changes) if shown_changes is not None else len(report.problems)
-    return _fold(render, fits, total, _CHAT_LEVELS)
+    ranked = _alert_problems(shown_changes) if shown_changes is not None else report.problems
+    return _fold(render, fits, total, _CHAT_LEVELS,
+                 first_keys=lambda m: frozenset(p.key for p in ranked[:m]))
 
 
 def render_subject(report: Report, *, language: str | None = None,
