@@ -76,7 +76,7 @@ def _cell(reading: dict[str, Any], name: str) -> str:
 
 def _compare_cell(comp: dict[str, Any]) -> str:
     if comp.get("error"):
-        return f"{comp['error']['kind']}: {comp['error']['message']}"
+        return f"{comp['error']['kind']}: {terminal_inert(comp['error']['message'])[:200]}"
     parts = []
     full, incre = comp.get("full_info"), comp.get("incre_info")
     if full:
