@@ -39,8 +39,10 @@ from drs_report.render import render_chat, render_subject
 log = logs.get_logger("channels.smtp")
 
 _END_OF_DATA = b"\r\n.\r\n"
-# An alert is the Markdown text alone; a digest's HTML part keeps to render.HTML_MAX_BYTES
-# (Gmail clips a message body beyond about 102 KB) and its text part cuts every API string.
+# An alert is the Markdown text alone. A digest's HTML part keeps to render.HTML_MAX_BYTES:
+# Gmail shows "[Message clipped]" for HTML beyond about 102 KB (not a documented limit; the
+# figure mail senders measure, e.g. spamresource.com, "What is Gmail clipping", 2022). Its
+# text part and the attached full report cut every API string (render.TEXT_CHARS).
 ALERT_MAX_BYTES = 64 * 1024
 
 
