@@ -38,6 +38,30 @@ from drs_report.pipeline import (
 
 log = logs.get_logger("cli")
 
+
+def _say(text: str, *, err: bool = False) -> None:
+    """One outcome line for the terminal. What it quotes (an API's error text, a vendor's
+    answer, a value from the configuration) loses escape sequences and C0/C1 controls, so
+    it cannot recolour or clear the screen, set the title, write the clipboard (OSC 52) or
+    forge a line."""
+    from drs_report.render import terminal_inert
+
+    print(terminal_inert(text), file=sys.stderr if err else sys.stdout)
+
+
+class _TerminalSafe(logging.Filter):
+    """The same for log lines, which reach the terminal on stderr (the run's cause, each
+    delivery's reason). Runs after the redacting filter, which renders the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from drs_report.render import terminal_inert
+
+        record.msg = terminal_inert(record.getMessage(), keep_newlines=True)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = terminal_inert(record.exc_text, keep_newlines=True)
+        return True
+
 EXIT_CODES = {
     EXIT_OK: "report produced and every delivery succeeded (problems in jobs are not errors)",
     EXIT_NO_REPORT: "no report could be produced (e.g. the database is unreachable)",
@@ -252,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how far back, a positive number with a unit: s, m, h, d or w, "
                            "e.g. 90m, 12h, 7d, 2w")
     hist.add_argument("--format", choices=["json", "table"], default="table",
-                      help="json (the API's field names) or a table")
+                      help="json (the API's field names, values as stored) or a table (one "
+                           "line per reading; escape sequences and control characters in "
+                           "the API's text removed)")
 
     ready = _command(
         sub, "readiness", "the cutover verdict of each job, from the stored history",
@@ -334,29 +360,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         level, libraries = parse_log_level(
             args.log_level or os.environ.get(environment.LOG_LEVEL, "INFO"))
-        logs.configure(level, libraries=libraries)
+        logs.configure(level, libraries=libraries).addFilter(_TerminalSafe())
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
         return _dispatch(args)
     except ConfigError as e:
-        print(f"drs-report: error: {logs.redact(str(e))}", file=sys.stderr)
+        _say(f"drs-report: error: {logs.redact(str(e))}", err=True)
         return EXIT_USAGE
     except DrsReportError as e:
         from drs_report.store.lease import StoreBusy
 
         if isinstance(e, StoreBusy):  # not an error: the other run does the work
-            print(f"drs-report: {logs.redact(str(e))}", file=sys.stderr)
+            _say(f"drs-report: {logs.redact(str(e))}", err=True)
             return EXIT_BUSY
-        print(f"drs-report: error: {logs.redact(str(e))}", file=sys.stderr)
+        _say(f"drs-report: error: {logs.redact(str(e))}", err=True)
         return EXIT_NO_REPORT
     except KeyboardInterrupt:
         print("drs-report: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: say so in one line, details only at DEBUG
         log.debug("unexpected error", exc_info=True)
-        print(f"drs-report: internal error: {type(e).__name__}: {logs.redact(str(e))} "
-              "(run with --log-level DEBUG for details)", file=sys.stderr)
+        _say(f"drs-report: internal error: {type(e).__name__}: {logs.redact(str(e))} "
+             "(run with --log-level DEBUG for details)", err=True)
         return EXIT_NO_REPORT
 
 
@@ -410,7 +436,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             store.upgrade()
         finally:
             store.close()
-        print(f"schema is up to date at {Store.masked_url(settings.store.url)}")
+        _say(f"schema is up to date at {Store.masked_url(settings.store.url)}")
         return EXIT_OK
     if command == "serve":
         from drs_report.web import server
@@ -464,15 +490,15 @@ def _run(args: argparse.Namespace) -> int:
     log.info("%s finished in %.1fs: %s%s", kind, time.monotonic() - started, summary,
              f"; {cause}" if cause else "")
     for fmt, path in result.outputs.items():
-        print(f"{fmt}: {path}")
+        _say(f"{fmt}: {path}")
     if args.dry_run and not result.outputs:
-        print("dry run: no report files written (add --out DIR to write them)")
+        _say("dry run: no report files written (add --out DIR to write them)")
     for outcome in result.deliveries:
-        print(outcome.describe())
+        _say(outcome.describe())
     if result.partial:
-        print("note: the time budget ran out; the report is partial", file=sys.stderr)
+        _say("note: the time budget ran out; the report is partial", err=True)
     if result.nothing_read:
-        print(f"drs-report: error: {cause}", file=sys.stderr)
+        _say(f"drs-report: error: {cause}", err=True)
     return result.exit_code
 
 

@@ -274,6 +274,7 @@ def _deliver_one(config: ChannelConfig, report: Report, rendered: Mapping[str, s
         outcome.reason = _claimed_elsewhere(store, key, plan.key)
         return outcome
     plan.message.idempotency_key = key
+    plan.message.run_id = run_id
     return _attempts(channel, plan, key, config, report, store, run_id, deadline=deadline,
                      max_attempts=settings.delivery.max_attempts, outcome=outcome, now=now)
 

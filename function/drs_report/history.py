@@ -1,14 +1,20 @@
-"""`drs-report history`: the stored readings of one job, newest last."""
+"""`drs-report history`: the stored readings of one job, newest last.
+
+The table goes to a terminal: every value from the API (states, error messages, log
+points) has its escape sequences and control characters removed (render.terminal_inert),
+so a stored `transfer_status` cannot recolour the screen, retitle the window or write the
+clipboard (OSC 52). The JSON's C1 controls are written as \\u escapes for the same reason.
+"""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 from typing import Any, TextIO
 
 from drs_report.config import Settings
 from drs_report.errors import ConfigError
 from drs_report.pipeline import EXIT_OK, sqlite_file
+from drs_report.render import json_text, terminal_inert
 
 _COLUMNS = [
     ("taken_at", 20), ("transfer_status", 24), ("progress", 8), ("incre_trans_delay", 9),
@@ -33,17 +39,19 @@ def show_history(settings: Settings, job_id: str, *, since_seconds: float,
     finally:
         store.close()
     if output_format == "json":
-        out.write(json.dumps(readings, ensure_ascii=False, indent=2) + "\n")
+        out.write(json_text(readings) + "\n")
         return EXIT_OK
     if not readings:
-        out.write(f"no readings of {job_id} since {since:%Y-%m-%d %H:%M} UTC\n")
+        out.write(f"no readings of {terminal_inert(job_id)} since "
+                  f"{since:%Y-%m-%d %H:%M} UTC\n")
         return EXIT_OK
     out.write("  ".join(name.ljust(width) for name, width in _COLUMNS).rstrip() + "\n")
     for reading in readings:
         out.write("  ".join(_cell(reading, name).ljust(width)[:max(width, 1) + 40]
                             for name, width in _COLUMNS).rstrip() + "\n")
         for comp in reading["comparisons"]:
-            out.write(f"    comparison {comp['compare_job_id']}: {_compare_cell(comp)}\n")
+            out.write(f"    comparison {terminal_inert(comp['compare_job_id'])}: "
+                      f"{terminal_inert(_compare_cell(comp))}\n")
     return EXIT_OK
 
 
@@ -54,20 +62,21 @@ def _cell(reading: dict[str, Any], name: str) -> str:
     if name == "error":
         error = reading.get("error")
         if error:
-            return f"{error['kind']}: {' '.join(str(error['message']).split())[:60]}"
+            return terminal_inert(f"{error['kind']}: {terminal_inert(error['message'])[:60]}")
         if reading.get("error_code"):
-            return f"{reading['error_code']}: {' '.join(str(reading['error_msg']).split())[:60]}"
+            return terminal_inert(f"{reading['error_code']}: "
+                                  f"{terminal_inert(reading['error_msg'])[:60]}")
         return ""
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:g}"
-    return " ".join(str(value).split())
+    return terminal_inert(value)
 
 
 def _compare_cell(comp: dict[str, Any]) -> str:
     if comp.get("error"):
-        return f"{comp['error']['kind']}: {comp['error']['message']}"
+        return f"{comp['error']['kind']}: {terminal_inert(comp['error']['message'])[:200]}"
     parts = []
     full, incre = comp.get("full_info"), comp.get("incre_info")
     if full:

@@ -24,3 +24,5 @@ class Message:
     # The delivery's idempotency key: the email's Message-ID and the webhooks'
     # Idempotency-Key header are derived from it, so receivers can fold copies.
     idempotency_key: str | None = None
+    # The run sending it: its archived report is what "open the full report" opens.
+    run_id: int | None = None

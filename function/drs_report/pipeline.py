@@ -352,7 +352,9 @@ def _cycle(
         previous = narrow_previous(previous, scope)
     report = analyse(snapshot, history, previous, settings, now=current, scope=scope,
                      readiness_history=longer)
-    rendered = render_all(report, settings)
+    # The links in the report point at this run's archived report, which a scoped run does
+    # not keep.
+    rendered = render_all(report, settings, run_id=run_id if scope is None else None)
     outputs: dict[str, Path] = {}
     if not dry_run or output_dir is not None:
         outputs = write_outputs(rendered, output_dir or settings.report.output_dir)

@@ -15,7 +15,8 @@ class AppriseChannel(Channel):
     def payload_bytes(self, message: Message) -> bytes:
         return render_chat(message.report, dialect="markdown",
                            max_bytes=int(self.options["max_bytes"]), changes=message.changes,
-                           language=message.language, settings=self.settings).encode()
+                           language=message.language, settings=self.settings,
+                           run_id=message.run_id).encode()
 
     def send(self, message: Message, *, deadline: float | None = None) -> None:
         # Apprise makes its own requests: its own timeouts bound them, not `deadline`.

@@ -52,26 +52,45 @@ def _require_errcode_zero(vendor: str, content: bytes, transient: frozenset[int]
 
 
 class _ChatChannel(Channel):
-    DIALECT: ClassVar[str] = "markdown"
-    MAX_BYTES: ClassVar[int] = 4096  # of the Markdown text itself
+    """One chat app: its dialect, and its size limit measured the way the vendor measures
+    it (`LIMIT` of `measure(message, text)`: the text's bytes or characters, or the whole
+    request body). render_chat folds the message until the measure fits."""
 
-    def text(self, message: Message, max_bytes: int | None = None) -> str:
-        return render_chat(message.report, dialect=self.DIALECT,
-                           max_bytes=max_bytes or self.MAX_BYTES, changes=message.changes,
-                           language=message.language, settings=self.settings)
+    DIALECT: ClassVar[str] = "markdown"
+    LIMIT: ClassVar[int] = 4096
+
+    def body(self, message: Message, text: str) -> bytes:
+        raise NotImplementedError
+
+    def measure(self, message: Message, text: str) -> int:
+        return len(self.body(message, text))
+
+    def text(self, message: Message) -> str:
+        return render_chat(message.report, dialect=self.DIALECT, max_bytes=self.LIMIT,
+                           measure=lambda text: self.measure(message, text),
+                           changes=message.changes, language=message.language,
+                           settings=self.settings, run_id=message.run_id)
 
     def subject(self, message: Message) -> str:
         return render_subject(message.report, language=message.language)
 
+    def payload_bytes(self, message: Message) -> bytes:
+        return self.body(message, self.text(message))
+
 
 class SlackChannel(_ChatChannel):
-    """Incoming webhook; mrkdwn section text is limited to 3,000 characters."""
+    """Incoming webhook, one mrkdwn section. Slack: "Maximum length for the text in this
+    field is 3000 characters" (api.slack.com/reference/block-kit/blocks#section), at most
+    50 blocks a message, and message text beyond 40,000 characters is truncated; we send
+    the subject and one section."""
 
     DIALECT = "slack"
-    MAX_BYTES = 3000
+    LIMIT = 3000
 
-    def payload_bytes(self, message: Message) -> bytes:
-        text = self.text(message)
+    def measure(self, message: Message, text: str) -> int:
+        return len(text)  # characters, not bytes
+
+    def body(self, message: Message, text: str) -> bytes:
         return _dumps({"text": self.subject(message), "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}}]})
 
@@ -84,19 +103,24 @@ class SlackChannel(_ChatChannel):
 
 
 class TeamsChannel(_ChatChannel):
-    """Power Automate 'Workflows' webhook with an Adaptive Card (connectors are retired)."""
+    """Power Automate 'Workflows' webhook with an Adaptive Card (connectors are retired).
+
+    Microsoft: "The message size limit is 28 KB. When the size exceeds 28 KB, you receive
+    an error" (learn.microsoft.com/microsoftteams/platform/webhooks-and-connectors/how-to/
+    add-incoming-webhook; the Workflows connector documents "about 28 KB"). The whole
+    request body is measured, with a margin for either reading of "KB"."""
 
     DIALECT = "teams"
-    MAX_BYTES = 24 * 1024  # the card must stay under ~28 KB with its JSON around it
+    LIMIT = 27 * 1024
 
-    def payload_bytes(self, message: Message) -> bytes:
+    def body(self, message: Message, text: str) -> bytes:
         card = {
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
             "type": "AdaptiveCard", "version": "1.4",
             "body": [
                 {"type": "TextBlock", "text": self.subject(message), "weight": "Bolder",
                  "size": "Medium", "wrap": True},
-                {"type": "TextBlock", "text": self.text(message), "wrap": True},
+                {"type": "TextBlock", "text": text, "wrap": True},
             ],
         }
         return _dumps({"type": "message", "attachments": [
@@ -109,14 +133,20 @@ class TeamsChannel(_ChatChannel):
 
 
 class FeishuChannel(_ChatChannel):
-    """Feishu/Lark custom bot: an interactive card with a markdown element; optional sign."""
+    """Feishu/Lark custom bot: an interactive card with a markdown element; optional sign.
+
+    Feishu's custom-bot guide (open.feishu.cn/document/client-docs/bot-v3/add-custom-bot):
+    the request body may not exceed 20 K, and a bot sends at most 100 messages a minute and
+    5 a second; a card is also refused over 30 KB (code 19036). The whole body is measured,
+    signature fields included.
+    """
 
     DIALECT = "feishu"
-    MAX_BYTES = 16 * 1024  # the whole body must stay under 20 KB
+    LIMIT = 20_000
     RATE_LIMIT = (5, 1.0)
     _TRANSIENT_CODES = frozenset({11232, 9499})  # frequency limited, server busy
 
-    def payload_bytes(self, message: Message, timestamp: int | None = None) -> bytes:
+    def body(self, message: Message, text: str, timestamp: int | None = None) -> bytes:
         worst = max((p.health for p in message.report.problems), key=lambda h: h.severity,
                     default=Health.OK)
         template = {Health.CRITICAL: "red", Health.WARNING: "orange",
@@ -127,7 +157,7 @@ class FeishuChannel(_ChatChannel):
                 "config": {"wide_screen_mode": True},
                 "header": {"title": {"tag": "plain_text", "content": self.subject(message)},
                            "template": template},
-                "elements": [{"tag": "markdown", "content": self.text(message)}],
+                "elements": [{"tag": "markdown", "content": text}],
             },
         }
         secret = self.options.get("secret")
@@ -138,6 +168,9 @@ class FeishuChannel(_ChatChannel):
             body["sign"] = base64.b64encode(
                 hmac.new(key, b"", hashlib.sha256).digest()).decode()
         return _dumps(body)
+
+    def payload_bytes(self, message: Message, timestamp: int | None = None) -> bytes:
+        return self.body(message, self.text(message), timestamp)
 
     def send(self, message: Message, *, deadline: float | None = None) -> None:
         _, content = self.post(reveal(self.options["url"]), self.payload_bytes(message),
@@ -153,10 +186,16 @@ class FeishuChannel(_ChatChannel):
 
 
 class DingTalkChannel(_ChatChannel):
-    """DingTalk custom robot, markdown message; optional sign in the query string."""
+    """DingTalk custom robot, markdown message; optional sign in the query string.
+
+    DingTalk refuses a larger body with errcode 460101 "body 大小不合法; 请保持大小在
+    20000bytes 以内" (keep it within 20,000 bytes), and a robot sends at most 20 messages a
+    minute (open.dingtalk.com/document/robots/custom-robot-access). The whole body is
+    measured.
+    """
 
     DIALECT = "dingtalk"
-    MAX_BYTES = 18000  # the robot takes about 20,000 bytes
+    LIMIT = 20_000
     RATE_LIMIT = (20, 60.0)
     _TRANSIENT_CODES = frozenset({130101, -1})  # sending too fast, system busy
 
@@ -172,9 +211,9 @@ class DingTalkChannel(_ChatChannel):
         sign = quote(base64.b64encode(raw).decode(), safe="")
         return f"{url}{'&' if '?' in url else '?'}timestamp={ts}&sign={sign}"
 
-    def payload_bytes(self, message: Message) -> bytes:
+    def body(self, message: Message, text: str) -> bytes:
         return _dumps({"msgtype": "markdown",
-                       "markdown": {"title": self.subject(message), "text": self.text(message)},
+                       "markdown": {"title": self.subject(message), "text": text},
                        "at": {"isAtAll": False}})
 
     def send(self, message: Message, *, deadline: float | None = None) -> None:
@@ -184,15 +223,20 @@ class DingTalkChannel(_ChatChannel):
 
 
 class WeComChannel(_ChatChannel):
-    """WeCom (WeChat Work) group robot, markdown content of at most 4,096 bytes."""
+    """WeCom (WeChat Work) group robot, markdown. WeCom: markdown content "最长不超过4096个
+    字节，必须是utf8编码" (at most 4,096 bytes, UTF-8; work.weixin.qq.com/api/doc/90000/
+    90136/91770; errcode 40058 beyond), 20 messages a minute."""
 
     DIALECT = "wecom"
-    MAX_BYTES = 4096
+    LIMIT = 4096
     RATE_LIMIT = (20, 60.0)
     _TRANSIENT_CODES = frozenset({45009, -1})  # api freq out of limit, system busy
 
-    def payload_bytes(self, message: Message) -> bytes:
-        return _dumps({"msgtype": "markdown", "markdown": {"content": self.text(message)}})
+    def measure(self, message: Message, text: str) -> int:
+        return len(text.encode("utf-8"))  # the content's bytes
+
+    def body(self, message: Message, text: str) -> bytes:
+        return _dumps({"msgtype": "markdown", "markdown": {"content": text}})
 
     def send(self, message: Message, *, deadline: float | None = None) -> None:
         _, content = self.post(reveal(self.options["url"]), self.payload_bytes(message),

@@ -39,6 +39,11 @@ from drs_report.render import render_chat, render_subject
 log = logs.get_logger("channels.smtp")
 
 _END_OF_DATA = b"\r\n.\r\n"
+# An alert is the Markdown text alone. A digest's HTML part keeps to render.HTML_MAX_BYTES:
+# Gmail shows "[Message clipped]" for HTML beyond about 102 KB (not a documented limit; the
+# figure mail senders measure, e.g. spamresource.com, "What is Gmail clipping", 2022). Its
+# text part and the attached full report cut every API string (render.TEXT_CHARS).
+ALERT_MAX_BYTES = 64 * 1024
 
 
 class _WatchedSMTP(smtplib.SMTP):
@@ -102,9 +107,9 @@ class SmtpChannel(Channel):
         mail["Message-ID"] = (f"<{idempotency_id(key)}.drs-report@{domain}>" if key
                               else make_msgid("drs-report", domain=domain))
         if message.kind == "alert":
-            text = render_chat(report, dialect="markdown", max_bytes=64 * 1024,
+            text = render_chat(report, dialect="markdown", max_bytes=ALERT_MAX_BYTES,
                                changes=message.changes, language=message.language,
-                               settings=self.settings)
+                               settings=self.settings, run_id=message.run_id)
             mail.set_content(text)
             return mail
         mail.set_content(message.rendered.get("txt", ""))

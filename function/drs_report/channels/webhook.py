@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 
 from drs_report.channels.base import Channel, idempotency_id, reveal
 from drs_report.message import Message
+from drs_report.render import json_text, report_json
 
 SIGNATURE_HEADER = "X-DRS-Report-Signature"
 TIMESTAMP_HEADER = "X-DRS-Report-Timestamp"
@@ -30,7 +30,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 class WebhookChannel(Channel):
     def payload_bytes(self, message: Message) -> bytes:
-        data = message.report.to_json()
+        data = report_json(message.report)  # report.json: long API strings cut
         data["kind"] = message.kind
         if message.idempotency_key:
             data["idempotency_key"] = idempotency_id(message.idempotency_key)
@@ -43,7 +43,7 @@ class WebhookChannel(Channel):
                 "ready_for_cutover": [r.job_id for r in message.changes.became_ready],
                 "no_longer_ready": [r.job_id for r in message.changes.no_longer_ready],
             }
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return json_text(data, compact=True).encode()
 
     def send(self, message: Message, *, deadline: float | None = None) -> None:
         body = self.payload_bytes(message)
