@@ -323,6 +323,30 @@ def test_an_answer_without_evidence_is_unknown_with_the_reason() -> None:
     assert by_id[THIRD].health is Health.UNKNOWN
 
 
+def test_a_state_the_api_reference_does_not_list_is_unknown_not_ok() -> None:
+    """Only documented states are judged; anything else ("PAUSED_BY_OPERATOR", a future
+    state, a gateway's placeholder) is UNKNOWN naming the state, and the report says so."""
+    from datetime import datetime, timezone
+
+    from drs_report.analysis import Health, analyse
+    from drs_report.render import render_all
+
+    odd = {**RUNNING, "job_id": JOB, "transfer_status": "PAUSED_BY_OPERATOR"}
+    documented = {**RUNNING, "job_id": OTHER, "transfer_status": "CHILD_TRANSFER_STARTED"}
+    jobs = [{"id": JOB}, {"id": OTHER}]
+    with HostileHTTP(route(batch=answer(200, {"results": [odd, documented]}))) as server:
+        snapshot = fetch(server.url, jobs=jobs)
+    settings = settings_for("http://unused", jobs)
+    report = analyse(snapshot, {}, None, settings, now=datetime.now(timezone.utc))
+    by_id = {j.job_id: j for j in report.jobs}
+    assert by_id[JOB].health is Health.UNKNOWN
+    assert [(r.code, r.params) for r in by_id[JOB].reasons] == [
+        ("unknown_state", {"state": "PAUSED_BY_OPERATOR"})]
+    assert by_id[OTHER].health is Health.OK
+    rendered = render_all(report, settings)
+    assert "state the API reference does not list (PAUSED_BY_OPERATOR)" in rendered["txt"]
+
+
 def test_a_job_the_budget_cut_while_retrying_shows_what_failed() -> None:
     from datetime import datetime, timezone
 

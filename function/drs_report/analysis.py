@@ -7,8 +7,8 @@ Reasons are codes with parameters; the words come from the message catalogue
 (drs_report/locales/*.json), never from here:
 
     job:        failed, paused, deleted, delay_critical, delay_warning, stalled,
-                api_error, fetch_failed, missing, skipped, no_state, unreadable,
-                out_of_range
+                api_error, fetch_failed, missing, skipped, no_state, unknown_state,
+                unreadable, out_of_range
     comparison: inconsistent_rows, compare_not_found, compare_stalled, compare_failed
 
 A problem's key ("<job_id>:<code>" or "<job_id>/<compare_job_id>:<code>") is stable across
@@ -38,6 +38,20 @@ from drs_report.readiness import Readiness
 
 REPORT_SCHEMA_VERSION = 1
 RUNNING_STATES = frozenset({"FULL_TRANSFER_STARTED", "INCRE_TRANSFER_STARTED"})
+# Every `status`/`transfer_status` the DRS API reference lists ("Task Statuses" and the
+# batch status query's enumeration). A state outside it is no evidence of health: the job is
+# UNKNOWN, naming the state, rather than OK because nothing matched.
+DOCUMENTED_STATES = frozenset({
+    "CREATING", "CREATE_FAILED", "CONFIGURATION", "STARTJOBING", "WAITING_FOR_START",
+    "START_JOB_FAILED", "PAUSING", "FULL_TRANSFER_STARTED", "FULL_TRANSFER_FAILED",
+    "FULL_TRANSFER_COMPLETE", "INCRE_TRANSFER_STARTED", "INCRE_TRANSFER_FAILED",
+    "RELEASE_RESOURCE_STARTED", "RELEASE_RESOURCE_FAILED", "RELEASE_RESOURCE_COMPLETE",
+    "REBUILD_NODE_STARTED", "REBUILD_NODE_FAILED", "CHANGE_JOB_STARTED", "CHANGE_JOB_FAILED",
+    "DELETED", "CHILD_TRANSFER_STARTING", "CHILD_TRANSFER_STARTED", "CHILD_TRANSFER_COMPLETE",
+    "CHILD_TRANSFER_FAILED", "RELEASE_CHILD_TRANSFER_STARTED",
+    "RELEASE_CHILD_TRANSFER_COMPLETE", "NODE_UPGRADE_START", "NODE_UPGRADE_COMPLETE",
+    "NODE_UPGRADE_FAILED",
+})
 TREND_POINTS = 24
 GROWTH_FACTOR = 1.5
 GROWTH_MIN_DELAY_SECONDS = 60.0
@@ -445,6 +459,8 @@ def _judge_job(reading: JobReading, config: JobConfig | None, thresholds: Thresh
             reasons.append(_problem(reading, "paused", Health.WARNING, state=state))
         elif state == "DELETED":
             reasons.append(_problem(reading, "deleted", Health.WARNING, state=state))
+        elif state not in DOCUMENTED_STATES:
+            reasons.append(_problem(reading, "unknown_state", Health.UNKNOWN, state=state))
     if state == "INCRE_TRANSFER_STARTED" and status.delay is not None:
         if status.delay >= thresholds.delay_crit_seconds:
             reasons.append(_problem(reading, "delay_critical", Health.CRITICAL,
