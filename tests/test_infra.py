@@ -600,6 +600,7 @@ def test_the_agency_is_granted_in_each_of_drs_projects(terraform: dict[str, Any]
     assert "var.drs_projects" in text(terraform["locals"]["drs_projects"])
     assert "default" in terraform["variable"]["drs_projects"]
     assert terraform["variable"]["drs_projects"]["default"] is None
+    assert terraform["output"]["drs_projects"]["value"] == "${local.drs_projects}"
 
 
 def agency_grants(tmp: Path, terraform: dict[str, Any], values: dict[str, Any]) -> Any:
