@@ -25,12 +25,22 @@ locals {
     local.web_secret_settings,
   )
 
-  # Project-level roles in the function's region; OBS is a global service, so its role is
-  # granted on the account (domain_roles).
+  # The IAM projects whose DRS jobs the function reads: by default the function's own
+  # (a region's default project is named after the region).
+  drs_projects = var.drs_projects == null ? [var.region] : var.drs_projects
+
+  # Project-level roles in the function's own project; OBS is a global service, so its role
+  # is granted on the account (domain_roles).
   project_roles = concat(
-    ["DRS ReadOnlyAccess"],
+    contains(local.drs_projects, var.region) ? ["DRS ReadOnlyAccess"] : [],
     local.on_vpc ? [huaweicloud_identity_role.vpc_access[0].name] : [],
     var.create_smn_topic ? [huaweicloud_identity_role.smn_publish[0].name] : [],
+  )
+  # Every project the agency gets a role in: DRS read rights in each of drs_projects, the
+  # function's own project with the roles above (omitted when it has none).
+  agency_project_roles = merge(
+    { for p in local.drs_projects : p => ["DRS ReadOnlyAccess"] },
+    length(local.project_roles) > 0 ? { (var.region) = local.project_roles } : {},
   )
   domain_roles = local.use_obs ? [huaweicloud_identity_role.store_objects[0].name] : []
 }
@@ -38,17 +48,21 @@ locals {
 # FunctionGraph offers different runtimes in different regions: fail at plan, not apply.
 data "huaweicloud_fgs_runtime_types" "offered" {}
 
-# The function reads DRS progress (and writes its history, publishes to SMN) with this
-# agency's temporary credentials; nothing else.
+# The function reads DRS progress (in each of drs_projects; and writes its history, publishes
+# to SMN) with this agency's temporary credentials; nothing else.
 resource "huaweicloud_identity_agency" "drs_report" {
   name                   = "${var.function_name}-agency"
   description            = "drs-report: read DRS job progress; its own history objects, VPC port and SMN topic"
   delegated_service_name = "op_svc_cff"
   domain_roles           = local.domain_roles
 
-  project_role {
-    project = var.region
-    roles   = local.project_roles
+  # The agency's temporary credentials sign DRS requests for each of these projects.
+  dynamic "project_role" {
+    for_each = local.agency_project_roles
+    content {
+      project = project_role.key
+      roles   = project_role.value
+    }
   }
 }
 

@@ -8,6 +8,11 @@ output "agency_name" {
   value       = huaweicloud_identity_agency.drs_report.name
 }
 
+output "drs_projects" {
+  description = "IAM projects the agency may read DRS jobs in; each [[drs.targets]] of this account in the config is one of them."
+  value       = local.drs_projects
+}
+
 output "trigger_ids" {
   description = "IDs of the timer triggers, by name."
   value       = { for name, trigger in huaweicloud_fgs_function_trigger.timer : name => trigger.id }

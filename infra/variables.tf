@@ -13,6 +13,29 @@ variable "region" {
   }
 }
 
+variable "drs_projects" {
+  description = "IAM projects whose DRS jobs the function reads: the agency gets DRS ReadOnlyAccess in each. A region's default project is named after it (cn-north-4), a subproject <region>_<name> (cn-north-4_prod). Unset: the function's own project (region) only. Each config [[drs.targets]] of this account needs its project here."
+  type        = list(string)
+  default     = null
+  validation {
+    condition     = var.drs_projects == null ? true : length(var.drs_projects) > 0
+    error_message = "drs_projects must list at least one project, such as [\"cn-north-4\"]; leave it unset for the function's own project (region) only."
+  }
+  validation {
+    # IAM: a region's name, optionally _ and a subproject's letters, digits, - and _; 64 at most.
+    condition     = alltrue([for p in var.drs_projects == null ? [] : var.drs_projects : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+(_[A-Za-z0-9_-]+)?$", p)) && try(length(p) <= 64, false)])
+    error_message = "Each drs_projects entry must be an IAM project name: a region such as cn-north-4, or a subproject such as cn-north-4_prod (letters, digits, - and _ after the region's _), at most 64 characters."
+  }
+  validation {
+    condition     = alltrue([for p in var.drs_projects == null ? [] : var.drs_projects : !can(regex("^[0-9a-f]{32}$", p))])
+    error_message = "drs_projects takes project names (IAM console > Projects, e.g. cn-north-4), not project IDs; the IDs go in the config's [[drs.targets]] project_id."
+  }
+  validation {
+    condition     = var.drs_projects == null ? true : length(distinct(var.drs_projects)) == length(var.drs_projects)
+    error_message = "drs_projects must not list a project twice."
+  }
+}
+
 variable "function_name" {
   description = "Name of the FunctionGraph function; also the prefix of the agency, roles, log group and topic."
   type        = string

@@ -368,6 +368,20 @@ BAD = {
     "history store": ({"history_store": "sqlite"}, "obs, postgresql or ephemeral"),
     "log retention": ({"log_retention_days": 400}, "1 to 365"),
     "package path": ({"package_path": "drs-report.tar.gz"}, ".zip"),
+    "drs projects empty": ({"drs_projects": []}, "at least one project"),
+    "drs project not a project name": ({"drs_projects": ["North China 4"]}, "IAM project name"),
+    "drs project upper case": ({"drs_projects": ["CN-NORTH-4"]}, "IAM project name"),
+    "drs project with an empty subproject": ({"drs_projects": ["cn-north-4_"]},
+                                             "IAM project name"),
+    "drs project with a space": ({"drs_projects": ["cn-north-4_my project"]},
+                                 "IAM project name"),
+    "drs project over 64": ({"drs_projects": ["cn-north-4_" + "p" * 54]},
+                            "at most 64 characters"),
+    "drs project null": ({"drs_projects": ["cn-north-4", None]}, "IAM project name"),
+    "drs project an ID": ({"drs_projects": ["5237e10fe9aa4ad5b16b6a5245248314"]},
+                          "not project IDs"),
+    "drs project twice": ({"drs_projects": ["cn-north-4", "cn-south-1", "cn-north-4"]},
+                          "not list a project twice"),
 }
 
 GOOD = {
@@ -403,6 +417,10 @@ GOOD = {
         {"protocol": "https", "endpoint": "https://hooks.example.com/smn"}]},
     "a bucket and time zone": {"store_bucket": "my-team.drs-report-history",
                                "time_zone": "Asia/Shanghai"},
+    "drs projects in regions and subprojects": {"drs_projects": [
+        "cn-north-4", "cn-north-4_prod-2", "ap-southeast-1", "cn-south-1_bu_Finance"]},
+    "drs project of 64": {"drs_projects": ["cn-north-4_" + "p" * 53]},
+    "drs projects without the function's own": {"drs_projects": ["cn-south-1"]},
 }
 MEMORY_SIZES = (128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096)
 
@@ -570,6 +588,80 @@ def test_agency_is_read_only_on_drs_and_limited_elsewhere(terraform: dict[str, A
     assert "smn:topic:publish" in smn and "smn:*" not in smn
     vpc = text(terraform["resource"]["huaweicloud_identity_role.vpc_access"]["policy"])
     assert "vpc:ports:create" in vpc and "vpc:*" not in vpc
+
+
+def test_the_agency_is_granted_in_each_of_drs_projects(terraform: dict[str, Any]) -> None:
+    agency = terraform["resource"]["huaweicloud_identity_agency.drs_report"]
+    assert "project_role" not in agency  # no fixed block for the function's region only
+    (dynamic,) = [d["project_role"] for d in agency["dynamic"] if "project_role" in d]
+    assert dynamic["for_each"] == "${local.agency_project_roles}"
+    assert dynamic["content"][0]["project"] == "${project_role.key}"
+    assert dynamic["content"][0]["roles"] == "${project_role.value}"
+    assert "var.drs_projects" in text(terraform["locals"]["drs_projects"])
+    assert "default" in terraform["variable"]["drs_projects"]
+    assert terraform["variable"]["drs_projects"]["default"] is None
+    assert terraform["output"]["drs_projects"]["value"] == "${local.drs_projects}"
+
+
+def agency_grants(tmp: Path, terraform: dict[str, Any], values: dict[str, Any]) -> Any:
+    """The agency's project roles as Terraform computes them: the locals they rest on,
+    copied from infra/ with the custom roles' names standing in for the resources, evaluated
+    by `terraform console` beside variables.tf (no provider needed)."""
+    import re
+
+    terraform_bin = shutil.which("terraform")
+    _require("terraform", terraform_bin is not None)
+    locals_ = terraform["locals"]
+    wanted, queue = set(), ["agency_project_roles"]
+    while queue:
+        name = queue.pop()
+        if name not in wanted:
+            wanted.add(name)
+            queue += re.findall(r"\blocal\.(\w+)", locals_[name])
+    body = []
+    for name in sorted(wanted):
+        expr = locals_[name]
+        assert expr.startswith("${") and expr.endswith("}"), expr
+        expr = re.sub(r"\bhuaweicloud_identity_role\.(\w+)\[0\]\.name", r'"\1"', expr[2:-1])
+        assert "huaweicloud_" not in expr, expr
+        body.append(f"  {name} = {expr}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(INFRA / "variables.tf", tmp / "variables.tf")
+    (tmp / "grants.tf").write_text("locals {\n" + "\n".join(body) + "\n}\n", encoding="utf-8")
+    (tmp / "case.tfvars.json").write_text(json.dumps({"region": "cn-north-4", **values}),
+                                          encoding="utf-8")
+    proc = subprocess.run([str(terraform_bin), "console", "-var-file=case.tfvars.json"],
+                          cwd=tmp, input="jsonencode(local.agency_project_roles)\n",
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=_tf_env())
+    assert proc.returncode == 0, _flat(proc.stdout + proc.stderr)
+    return json.loads(json.loads(proc.stdout))
+
+
+VPC = {"vpc_id": "3b4c1a2e-1d2f-4e5a-8b9c-0d1e2f3a4b5c",
+       "subnet_id": "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f"}
+
+
+@pytest.mark.parametrize(("values", "grants"), [
+    ({}, {"cn-north-4": ["DRS ReadOnlyAccess"]}),
+    ({"create_smn_topic": True, **VPC},
+     {"cn-north-4": ["DRS ReadOnlyAccess", "vpc_access", "smn_publish"]}),
+    ({"drs_projects": ["cn-north-4", "cn-north-4_prod", "cn-south-1"],
+      "create_smn_topic": True},
+     {"cn-north-4": ["DRS ReadOnlyAccess", "smn_publish"],
+      "cn-north-4_prod": ["DRS ReadOnlyAccess"], "cn-south-1": ["DRS ReadOnlyAccess"]}),
+    # Jobs elsewhere only: the function's own project keeps its VPC role, not DRS ...
+    ({"drs_projects": ["ap-southeast-1"], **VPC},
+     {"cn-north-4": ["vpc_access"], "ap-southeast-1": ["DRS ReadOnlyAccess"]}),
+    # ... and has no project role at all when it needs none.
+    ({"drs_projects": ["ap-southeast-1", "cn-south-1_bu"]},
+     {"ap-southeast-1": ["DRS ReadOnlyAccess"], "cn-south-1_bu": ["DRS ReadOnlyAccess"]}),
+], ids=["default", "own project with VPC and SMN", "three projects in two regions",
+        "elsewhere only, on a VPC", "elsewhere only"])
+def test_drs_projects_decide_where_the_agency_reads_drs(
+        tmp_path: Path, terraform: dict[str, Any], values: dict[str, Any],
+        grants: dict[str, list[str]]) -> None:
+    assert agency_grants(tmp_path, terraform, values) == grants
 
 
 def test_the_history_bucket_is_private_versioned_and_wired(terraform: dict[str, Any]) -> None:
