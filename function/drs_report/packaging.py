@@ -380,6 +380,13 @@ def find_literal_secrets(data: Any) -> list[str]:
                     isinstance(v, str) and v.strip() and not ENV_REF_RE.search(v)
                     for v in values):
                 found.append(f"channels[{i}].{key}")
+    drs = data.get("drs") if isinstance(data, dict) else None
+    targets = drs.get("targets") if isinstance(drs, dict) else None
+    for i, target in enumerate(targets if isinstance(targets, list) else []):
+        for key in TARGET_SECRET_KEYS:
+            value = target.get(key) if isinstance(target, dict) else None
+            if isinstance(value, str) and value.strip() and not ENV_REF_RE.search(value):
+                found.append(f"drs.targets[{i}].{key}")
     store = data.get("store") if isinstance(data, dict) else None
     url = store.get("url") if isinstance(store, dict) else None
     if isinstance(url, str) and not ENV_REF_RE.search(url) and \
@@ -388,6 +395,8 @@ def find_literal_secrets(data: Any) -> list[str]:
     return found
 
 
+# A target's own keys, for projects in another account (`[[drs.targets]]`).
+TARGET_SECRET_KEYS = ("ak", "sk", "security_token")
 _SECRET_NAME_RE = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|(^|_)(SK|KEY|URL)$")
 
 
@@ -411,7 +420,7 @@ def _is_secret(name: str, key: str) -> bool:
 
     last = re.sub(r"\[\d+\]$", "", key).rsplit(".", 1)[-1]
     in_secret_key = (key.startswith("channels[") and last in SECRET_CHANNEL_KEYS) or \
-        key == "store.url"
+        (key.startswith("drs.targets[") and last in TARGET_SECRET_KEYS) or key == "store.url"
     return in_secret_key or bool(_SECRET_NAME_RE.search(name))
 
 
