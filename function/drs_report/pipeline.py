@@ -403,7 +403,8 @@ def _single_project(settings: Settings) -> str | None:
 
 
 def _histories(store: Store, job_ids: list[str], settings: Settings, now: datetime,
-               projects: Mapping[str, str] | None = None) -> tuple[dict[str, list[tuple[datetime, JobReading]]],
+               projects: Mapping[str, str] | None = None
+               ) -> tuple[dict[str, list[tuple[datetime, JobReading]]],
                           dict[str, list[tuple[datetime, JobReading]]]]:
     """The trend window's readings, and the (perhaps longer) window readiness needs."""
     from drs_report.readiness import history_minutes

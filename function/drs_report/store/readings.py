@@ -69,7 +69,7 @@ class ReadingsMixin(StoreBase):
             for i in range(0, len(ids), IN_CHUNK):
                 chunk = ids[i:i + IN_CHUNK]
                 in_window = (JobSnapshot.job_id.in_(chunk), JobSnapshot.taken_at >= since)
-                comps: dict[tuple[int, str], list[CompareSnapshot]] = {}
+                comps: dict[tuple[int, str, str], list[CompareSnapshot]] = {}
                 # A job's comparisons through its job reading: (run_id, job_id) is indexed
                 # on both tables, so no index of their own by time is needed.
                 for c in s.scalars(select(CompareSnapshot).join(JobSnapshot, and_(
