@@ -264,3 +264,48 @@ def test_unattributed_history_counts_for_the_target_that_lists_the_job(store_url
         assert len(store.history(["j1"], since, {"j1": PROJECTS[1]})["j1"]) == 1
     finally:
         store.close()
+
+
+# -- history --job with several targets --------------------------------------------------------
+
+
+def test_history_takes_a_bare_id_when_unique_else_asks_for_the_target(
+        tmp_path: Path, store_url: str) -> None:
+    import io
+
+    from drs_report.history import show_history
+
+    with _emulator(0, jobs=1) as a, _emulator(1, jobs=1) as b:
+        data = _estate([_target(0, a.url, a.jobs_config()), _target(1, b.url, b.jobs_config())],
+                       tmp_path, store_url)
+        settings = parse_settings(data, {})
+        run_cycle(settings, canary_credentials(with_token=False))
+    job = str(a.jobs_config()[0]["id"])
+    out = io.StringIO()
+    show_history(settings, job, since_seconds=3600, output_format="json", out=out)
+    (reading,) = json.loads(out.getvalue())
+    assert reading["project_id"] == PROJECTS[0]
+    # The same id read under the other project too: a bare id is now ambiguous.
+    store = Store.open(store_url, in_functiongraph=False)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO job_snapshots (run_id, taken_at, job_id, project_id, progress) "
+                "SELECT run_id, taken_at, job_id, :p, 1.0 FROM job_snapshots WHERE job_id = :j"),
+                {"p": PROJECTS[1], "j": job})
+    finally:
+        store.close()
+    with pytest.raises(ConfigError) as caught:
+        show_history(settings, job, since_seconds=3600, output_format="json", out=out)
+    assert caught.value.key == "--job" and NAMES[0] in str(caught.value)
+    assert f"TARGET/{job}" in str(caught.value)
+    for how in ({"job_id": f"{NAMES[1]}/{job}"}, {"job_id": job, "target": NAMES[1]}):
+        out = io.StringIO()
+        show_history(settings, how["job_id"], since_seconds=3600, output_format="json",
+                     out=out, target=how.get("target"))
+        (reading,) = json.loads(out.getvalue())
+        assert reading["project_id"] == PROJECTS[1] and reading["progress"] == 1.0
+    with pytest.raises(ConfigError) as caught:
+        show_history(settings, job, since_seconds=3600, output_format="json", out=out,
+                     target="nowhere")
+    assert caught.value.key == "--target"

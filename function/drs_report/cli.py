@@ -271,7 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--config", required=True, type=Path, metavar="FILE",
                       help="TOML configuration file (required)")
     hist.add_argument("--job", required=True, dest="job_id", metavar="JOB_ID",
-                      help="the job's DRS id (required)")
+                      help="the job's DRS id (required); with several targets TARGET/JOB_ID "
+                           "also names the target")
+    hist.add_argument("--target", default=None, metavar="NAME",
+                      help="the target (its name in [[drs.targets]], or its project id) the "
+                           "job belongs to; needed only when the id has readings in several")
     hist.add_argument("--since", default="7d", metavar="DURATION",
                       help="how far back, a positive number with a unit: s, m, h, d or w, "
                            "e.g. 90m, 12h, 7d, 2w")
@@ -413,7 +417,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from drs_report.history import show_history
 
         return show_history(settings, args.job_id, since_seconds=since_seconds,
-                            output_format=args.format, out=sys.stdout)
+                            output_format=args.format, out=sys.stdout, target=args.target)
     if command == "readiness":
         from drs_report.config import load_settings
         from drs_report.readiness_query import ask_readiness

@@ -90,6 +90,12 @@ class ReadingsMixin(StoreBase):
                                                                        reading))
         return result
 
+    def projects_of(self, job_id: str) -> list[str]:
+        """The projects this job id has readings under ('' for unattributed ones)."""
+        with self._session("reading history") as s:
+            return sorted(s.scalars(select(JobSnapshot.project_id).where(
+                JobSnapshot.job_id == sanitise.stored_id(job_id)).distinct()))
+
     def readings(self, job_id: str, since: datetime, project_id: str | None = None
                  ) -> list[dict[str, Any]]:
         """One job's readings as JSON-ready dicts in the API's field names, oldest first."""
