@@ -309,3 +309,32 @@ def test_history_takes_a_bare_id_when_unique_else_asks_for_the_target(
         show_history(settings, job, since_seconds=3600, output_format="json", out=out,
                      target="nowhere")
     assert caught.value.key == "--target"
+
+
+# -- alerts name the target -------------------------------------------------------------------
+
+
+def test_an_alert_names_each_problems_target_and_the_target_that_could_not_be_read(
+        tmp_path: Path, webhooks: Any) -> None:
+    down_url = f"http://127.0.0.1:{_free_port()}"
+    with _emulator(0, jobs=2) as a:
+        data = _estate([_target(0, a.url, a.jobs_config()),
+                        _target(2, down_url, [_job(1), _job(2)])],
+                       tmp_path, f"sqlite:///{tmp_path / 'h.db'}")
+        data["channels"] = [{"type": "slack", "mode": "alert", "url": webhooks["slack"].url}]
+        settings = parse_settings(data, {})
+        result = run_cycle(settings, canary_credentials(with_token=False))
+    assert result.exit_code == EXIT_OK, result.summary()
+    (message,) = webhooks["slack"].received
+    body = message.body.decode("utf-8")
+    assert f"[{NAMES[2]}]" in body  # each problem line names its target
+    assert body.count(f"Target {NAMES[2]} ({REGIONS[2]}) could not be read") == 1
+    assert NAMES[0] not in body  # nothing wrong there
+    store = Store.open(settings.store.url, in_functiongraph=False)
+    try:
+        with store.engine.connect() as conn:
+            (problems,) = conn.execute(text("SELECT problems FROM delivery_claims")).one()
+    finally:
+        store.close()
+    keys = [p.split("=", 1)[0] for p in json.loads(problems)]
+    assert keys and all(k.startswith(f"{PROJECTS[2]}:") for k in keys), keys

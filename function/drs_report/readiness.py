@@ -59,7 +59,9 @@ FULL_COMPLETE = "FULL_TRANSFER_COMPLETE"
 FULL_ONLY = "FULL_TRANS"
 INCREMENTAL_ONLY = "INCR_TRANS"
 
-ALERT_CODE = "cutover"  # "<job_id>:cutover=ready" in an alert claim's state
+# "<job_id>:cutover=ready" in an alert claim's state ("<project_id>:<job_id>:cutover=ready"
+# with several targets)
+ALERT_CODE = "cutover"
 
 
 @dataclass(frozen=True)
