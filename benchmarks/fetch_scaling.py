@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from common import (
@@ -136,6 +138,22 @@ def _project(n: int) -> str:
     return f"{n:x}".rjust(2, "0") * 16
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds used so far by this process's children (the emulators), from /proc."""
+    import os
+
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def many_targets(targets: int, n: int, latency_ms: float, concurrency: int) -> dict[str, Any]:
     """N targets of n jobs (one comparison each): all at once against the slowest alone."""
     from contextlib import ExitStack
@@ -161,10 +179,12 @@ def many_targets(targets: int, n: int, latency_ms: float, concurrency: int) -> d
             wall = time.perf_counter()
             fleet.fetch_all(settings, credentials, [plan])
             alone.append(time.perf_counter() - wall)
+        served = _children_cpu_s()
         cpu, wall = time.process_time(), time.perf_counter()
         snapshot = fleet.fetch_all(settings, credentials, plans)
         wall = time.perf_counter() - wall
         cpu = time.process_time() - cpu
+        served = _children_cpu_s() - served
     failed = sum(1 for j in snapshot.jobs if j.error) + sum(
         1 for j in snapshot.jobs for c in j.comparisons if c.error)
     slowest = max(alone)
@@ -174,7 +194,10 @@ def many_targets(targets: int, n: int, latency_ms: float, concurrency: int) -> d
             "slowest_alone_s": round(slowest, 3),
             "alone_s": [round(a, 3) for a in alone], "ratio": round(wall / slowest, 3),
             "cpu_ms_per_request": round(cpu * 1000 / max(snapshot.requests, 1), 3),
-            "failed": failed, "peak_rss_mb": round(peak_rss_mb(), 1)}
+            # Client and emulators share this machine's cores: CPU they needed in the run.
+            "client_cpu_s": round(cpu, 3), "emulators_cpu_s": round(served, 3),
+            "cores": os.cpu_count(), "failed": failed,
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 _MEMORY = """
@@ -195,7 +218,6 @@ print(json.dumps({{"jobs": {n}, "compare_tasks": {n}, "requests": snapshot.reque
 
 
 def memory(n: int) -> None:
-    from pathlib import Path
 
     here = str(Path(__file__).resolve().parent)
     proc = subprocess.run([sys.executable, "-c", _MEMORY.format(here=here, n=n)],
