@@ -218,7 +218,6 @@ print(json.dumps({{"jobs": {n}, "compare_tasks": {n}, "requests": snapshot.reque
 
 
 def memory(n: int) -> None:
-
     here = str(Path(__file__).resolve().parent)
     proc = subprocess.run([sys.executable, "-c", _MEMORY.format(here=here, n=n)],
                           capture_output=True, text=True, check=True)
