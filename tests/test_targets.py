@@ -338,3 +338,43 @@ def test_an_alert_names_each_problems_target_and_the_target_that_could_not_be_re
         store.close()
     keys = [p.split("=", 1)[0] for p in json.loads(problems)]
     assert keys and all(k.startswith(f"{PROJECTS[2]}:") for k in keys), keys
+
+
+# -- credentials: the agency's for every target, a target's own for another account --------
+
+
+def test_in_functiongraph_the_agency_signs_for_every_target_but_one_with_its_own_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.emulator import CANARY_TOKEN
+    from tests.test_function import TIMER_EVENT, FakeContext, handle
+
+    other_ak, other_sk = "OTHERACCOUNTAK0123456789", "other-account-sk-must-never-leak-42"
+    monkeypatch.delenv("HUAWEICLOUD_SDK_AK", raising=False)
+    monkeypatch.setenv("OTHER_AK", other_ak)
+    monkeypatch.setenv("OTHER_SK", other_sk)
+    agency = [Emulator(ak=CANARY_AK, sk=CANARY_SK, project_id=PROJECTS[n],
+                       security_token=CANARY_TOKEN, scenario=generated_fleet(2, 1, seed=100 + n))
+              for n in (0, 1)]
+    other = Emulator(ak=other_ak, sk=other_sk, project_id=PROJECTS[2],
+                     scenario=generated_fleet(2, 1, seed=102))
+    with agency[0], agency[1], other:
+        lines = ["[drs]", "backoff_base = 0.01", ""]
+        for n, emu in enumerate([*agency, other]):
+            lines += ["[[drs.targets]]", f'name = "{NAMES[n]}"', f'region = "{REGIONS[n]}"',
+                      f'project_id = "{PROJECTS[n]}"', f'endpoint = "{emu.url}"']
+            if emu is other:
+                lines += ['ak = "${OTHER_AK}"', 'sk = "${OTHER_SK}"']
+            for job in emu.jobs_config():
+                lines += ["[[drs.targets.jobs]]", f'id = "{job["id"]}"',
+                          f"compare_jobs = {json.dumps(job['compare_jobs'])}"]
+            lines.append("")
+        lines += ["[store]", 'url = "sqlite:///history.db"', "[report]", 'output_dir = "out"']
+        (tmp_path / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        summary = handle(TIMER_EVENT, FakeContext(), tmp_path)
+        served = [e.requests_served for e in (*agency, other)]
+    assert summary["status"] == "ok", summary
+    assert summary["counts"]["OK"] == 6 and summary["jobs"] == 6, summary
+    assert all(n > 0 for n in served)
+    text_out = json.dumps(summary) + "".join(
+        p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir())
+    assert other_sk not in text_out and CANARY_SK not in text_out

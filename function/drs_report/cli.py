@@ -482,7 +482,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.job_ids:
         scoped_jobs(settings, args.job_ids)  # an unknown --job is a usage error up front
-    credentials = _credentials()
+    credentials = settings.without_shared_keys() or _credentials()
     started = time.monotonic()
     result = run_cycle(settings, credentials, trigger="cli", force=args.force,
                        dry_run=args.dry_run, job_ids=args.job_ids, modes=args.modes,

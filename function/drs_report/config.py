@@ -222,6 +222,14 @@ class Settings:
         return (TargetConfig(name=self.drs.region, drs=self.drs, jobs=self.jobs,
                              discovery=self.discovery),)
 
+    def without_shared_keys(self) -> Credentials | None:
+        """When every target has its own keys, the run needs no shared ones (environment or
+        agency): the first target's stand in for them (they sign nothing else)."""
+        fleet = self.targets
+        if fleet and all(t.credentials is not None for t in fleet):
+            return fleet[0].credentials
+        return None
+
     def target_of(self, project_id: str) -> TargetConfig | None:
         return next((t for t in self.fleet() if t.project_id == project_id), None)
 
