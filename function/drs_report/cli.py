@@ -437,7 +437,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         store = Store.open(settings.store.url)
         try:
-            store.upgrade()
+            # History from before targets is attributed to the configured single target.
+            store.upgrade(project_id=settings.single_project())
         finally:
             store.close()
         _say(f"schema is up to date at {Store.masked_url(settings.store.url)}")

@@ -230,6 +230,12 @@ class Settings:
             return fleet[0].credentials
         return None
 
+    def single_project(self) -> str | None:
+        """The project that history stored before targets existed belongs to: the one
+        target's (with several, such readings count for whichever target lists the job)."""
+        fleet = self.fleet()
+        return fleet[0].project_id if len(fleet) == 1 else None
+
     def target_of(self, project_id: str) -> TargetConfig | None:
         return next((t for t in self.fleet() if t.project_id == project_id), None)
 

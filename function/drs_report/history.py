@@ -37,7 +37,7 @@ def show_history(settings: Settings, job_id: str, *, since_seconds: float,
                                        "check [store] url, or run `drs-report run` first")
     store = Store.open(settings.store.url)
     try:
-        store.upgrade()
+        store.upgrade(project_id=settings.single_project())
         since = datetime.now(timezone.utc) - timedelta(seconds=since_seconds)
         if project_id is None and len(settings.fleet()) > 1:
             project_id = _only_project(settings, job_id, store.projects_of(job_id))

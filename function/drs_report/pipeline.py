@@ -320,13 +320,13 @@ def _cycle(
     run_id: int | None = None
     if not dry_run and before_writes is None:
         # First: an unreachable database fails before DRS is read.
-        store.upgrade(project_id=_single_project(settings))
+        store.upgrade(project_id=settings.single_project())
     snapshot = fleet.fetch_all(settings, credentials, plans, deadline=fetch_deadline,
                                session=session)
     if before_writes is not None:
         before_writes()  # a synced store: the lease is confirmed before the first write
         if not dry_run:
-            store.upgrade(project_id=_single_project(settings))
+            store.upgrade(project_id=settings.single_project())
     if now is not None:
         snapshot.taken_at = now  # a simulated clock: the reading belongs to its time
     if settings.store.ephemeral and settings.store.url.startswith("sqlite"):
@@ -393,13 +393,6 @@ def _cycle(
             store.downsample(now=current, trend_hours=settings.report.trend_hours,
                              run_id=run_id)
     return result
-
-
-def _single_project(settings: Settings) -> str | None:
-    """The project that history stored before targets existed belongs to: the one target's
-    (with several, such readings count for whichever target lists the job)."""
-    fleet = settings.fleet()
-    return fleet[0].project_id if len(fleet) == 1 else None
 
 
 def _histories(store: Store, job_ids: list[str], settings: Settings, now: datetime,
