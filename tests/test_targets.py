@@ -378,3 +378,21 @@ def test_in_functiongraph_the_agency_signs_for_every_target_but_one_with_its_own
     text_out = json.dumps(summary) + "".join(
         p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir())
     assert other_sk not in text_out and CANARY_SK not in text_out
+
+
+def test_the_sample_configuration_shows_an_estate_that_parses() -> None:
+    sample = (Path(__file__).parent.parent / "function" / "drs_report" / "sample-config.toml"
+              ).read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(sample) if line == "# [[drs.targets]]")
+    block = []
+    for line in sample[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:] if line.startswith("# ") else "")
+    from drs_report.config import parse_toml
+
+    data = parse_toml("[drs]\n" + "\n".join(block))
+    settings = parse_settings(data, {"FINANCE_AK": "finance-ak-0123", "FINANCE_SK": "fin-sk-45"})
+    assert [t.name for t in settings.fleet()] == ["prod-cn-north-4", "prod-ap-southeast-1",
+                                                  "finance-cn-east-3"]
+    assert settings.fleet()[2].credentials is not None
