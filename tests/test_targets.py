@@ -396,3 +396,23 @@ def test_the_sample_configuration_shows_an_estate_that_parses() -> None:
     assert [t.name for t in settings.fleet()] == ["prod-cn-north-4", "prod-ap-southeast-1",
                                                   "finance-cn-east-3"]
     assert settings.fleet()[2].credentials is not None
+
+
+def test_readiness_live_reads_each_job_from_its_own_target(tmp_path: Path) -> None:
+    import io
+
+    from drs_report.readiness_query import ask_readiness
+
+    with _emulator(0, jobs=2) as a, _emulator(1, jobs=2) as b:
+        data = _estate([_target(0, a.url, a.jobs_config()), _target(1, b.url, b.jobs_config())],
+                       tmp_path, f"sqlite:///{tmp_path / 'h.db'}")
+        settings = parse_settings(data, {})
+        run_cycle(settings, canary_credentials(with_token=False))
+        before = (a.requests_served, b.requests_served)
+        out = io.StringIO()
+        ask_readiness(settings, job_ids=[str(b.jobs_config()[1]["id"])], output_format="json",
+                      live=True, credentials=canary_credentials(with_token=False), out=out)
+        after = (a.requests_served, b.requests_served)
+    (job,) = json.loads(out.getvalue())["jobs"]
+    assert job["job_id"] == b.jobs_config()[1]["id"]
+    assert after[0] == before[0] and after[1] > before[1]  # asked of its own target only
