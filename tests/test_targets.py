@@ -416,3 +416,18 @@ def test_readiness_live_reads_each_job_from_its_own_target(tmp_path: Path) -> No
     (job,) = json.loads(out.getvalue())["jobs"]
     assert job["job_id"] == b.jobs_config()[1]["id"]
     assert after[0] == before[0] and after[1] > before[1]  # asked of its own target only
+
+
+def test_chat_ops_take_target_slash_job() -> None:
+    from drs_report.web.commands import Commands
+
+    job = "9a470239-2308-4bb5-a6bc-1040402fjb21"
+    report = {"jobs": [{"job_id": job, "name": "orders", "target": NAMES[0]},
+                       {"job_id": "8b470239-2308-4bb5-a6bc-1040402fjb22", "name": "orders",
+                        "target": NAMES[1]}]}
+    find = Commands.find_jobs
+    assert len(find(None, report, ["orders"])) == 2  # type: ignore[arg-type]
+    (only,) = find(None, report, [f"{NAMES[1]}/orders"])  # type: ignore[arg-type]
+    assert only["target"] == NAMES[1]
+    (by_id,) = find(None, report, [f"{NAMES[0].upper()}/{job[:8]}"])  # type: ignore[arg-type]
+    assert by_id["job_id"] == job
