@@ -431,3 +431,16 @@ def test_chat_ops_take_target_slash_job() -> None:
     assert only["target"] == NAMES[1]
     (by_id,) = find(None, report, [f"{NAMES[0].upper()}/{job[:8]}"])  # type: ignore[arg-type]
     assert by_id["job_id"] == job
+
+
+def test_a_scoped_run_reads_each_named_job_from_its_target_only(tmp_path: Path) -> None:
+    with _emulator(0, jobs=2) as a, _emulator(1, jobs=2) as b:
+        data = _estate([_target(0, a.url, a.jobs_config()), _target(1, b.url, b.jobs_config())],
+                       tmp_path, f"sqlite:///{tmp_path / 'h.db'}")
+        settings = parse_settings(data, {})
+        wanted = str(b.jobs_config()[0]["id"])
+        result = run_cycle(settings, canary_credentials(with_token=False), job_ids=[wanted])
+        served = (a.requests_served, b.requests_served)
+    assert [j.job_id for j in result.report.jobs] == [wanted]
+    assert result.report.jobs[0].target == NAMES[1]
+    assert served[0] == 0 and served[1] > 0
