@@ -444,3 +444,21 @@ def test_a_scoped_run_reads_each_named_job_from_its_target_only(tmp_path: Path) 
     assert [j.job_id for j in result.report.jobs] == [wanted]
     assert result.report.jobs[0].target == NAMES[1]
     assert served[0] == 0 and served[1] > 0
+
+
+def test_moving_to_targets_makes_no_problem_new(tmp_path: Path) -> None:
+    from tests.fixtures.emulator import settings_dict
+
+    with make_emulator() as emu:
+        single = settings_dict(emu, tmp_path)
+        first = run_cycle(parse_settings(single, {}), canary_credentials())
+        assert first.report.problems
+        estate = {"drs": {"backoff_base": 0.01, "targets": [
+            {"name": "prod", "region": "cn-north-4", "project_id": emu.project_id,
+             "endpoint": emu.url, "jobs": emu.jobs_config()}]},
+            "store": single["store"], "report": single["report"]}
+        second = run_cycle(parse_settings(estate, {}), canary_credentials())
+    assert all(p.key.startswith(f"{emu.project_id}:") for p in second.report.problems)
+    assert {p.key.split(":", 1)[1] for p in second.report.problems} == \
+        {p.key for p in first.report.problems}
+    assert second.report.changes.new == [] and second.report.changes.resolved == []

@@ -322,9 +322,21 @@ class ProblemChanges:
                     or self.no_longer_monitored or self.became_ready or self.no_longer_ready)
 
 
+def qualified_key(key: str, projects: Mapping[str, str]) -> str:
+    """A key from before several targets ('<job_id>:<code>') as it reads with them
+    ('<project_id>:<job_id>:<code>'), so moving to [[drs.targets]] makes nothing new."""
+    if key.count(":") != 1:
+        return key
+    project = projects.get(split_key(key)[0])
+    return f"{project}:{key}" if project else key
+
+
 def diff_problems(previous: Mapping[str, str] | None, report: Report) -> ProblemChanges:
     """Compare the problems of `report` with a previous key -> health map."""
     before = dict(previous or {})
+    if report.estate:
+        projects = {j.job_id: j.project_id for j in report.jobs if j.project_id}
+        before = {qualified_key(k, projects): v for k, v in before.items()}
     changes = ProblemChanges()
     for problem in report.problems:
         old = before.get(problem.key)
@@ -677,8 +689,11 @@ def _changes(previous: Mapping[str, Any] | None, jobs: list[JobStatus],
              problems: list[Problem], unread: frozenset[str]) -> Changes:
     if not previous:
         return Changes(first_report=True)
+    projects = {j.job_id: j.project_id for j in jobs if j.project_id}
+    qualify = any(p.key.count(":") > 1 for p in problems)
     old_problems: dict[str, dict[str, Any]] = {
-        p["key"]: p for p in previous.get("problems", [])
+        (qualified_key(p["key"], projects) if qualify else p["key"]): p
+        for p in previous.get("problems", [])
         if isinstance(p, dict) and isinstance(p.get("key"), str)}
     old_jobs = {j.get("job_id"): j for j in previous.get("jobs", []) if isinstance(j, dict)}
     current_keys = {p.key for p in problems}
