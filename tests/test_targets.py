@@ -462,3 +462,32 @@ def test_moving_to_targets_makes_no_problem_new(tmp_path: Path) -> None:
     assert {p.key.split(":", 1)[1] for p in second.report.problems} == \
         {p.key for p in first.report.problems}
     assert second.report.changes.new == [] and second.report.changes.resolved == []
+
+
+def test_readiness_is_announced_once_per_project_and_job(tmp_path: Path, webhooks: Any) -> None:
+    from tests.fixtures.receivers import WEBHOOK_SECRET
+
+    with _emulator(0, jobs=2) as a, _emulator(1, jobs=2) as b:
+        data = _estate([_target(0, a.url, a.jobs_config()), _target(1, b.url, b.jobs_config())],
+                       tmp_path, f"sqlite:///{tmp_path / 'h.db'}")
+        data["readiness"] = {"max_delay_seconds": 10, "stable_minutes": 1}
+        data["channels"] = [{"type": "webhook", "mode": "alert", "secret": WEBHOOK_SECRET,
+                             "url": webhooks["webhook"].url}]
+        settings = parse_settings(data, {})
+        for _ in range(3):
+            run_cycle(settings, canary_credentials(with_token=False), now=a.now())
+            a.advance(60)
+            b.advance(60)
+    store = Store.open(settings.store.url, in_functiongraph=False)
+    try:
+        with store.engine.connect() as conn:
+            claims = [json.loads(p) for (p,) in conn.execute(text(
+                "SELECT problems FROM delivery_claims WHERE state = 'sent' ORDER BY seq"))]
+    finally:
+        store.close()
+    announced = {e.split("=", 1)[0] for claim in claims for e in claim if "cutover" in e}
+    expected = {f"{PROJECTS[n]}:{j['id']}:cutover" for n, emu in enumerate((a, b))
+                for j in emu.jobs_config()}
+    assert announced == expected, claims
+    ready = [m.json() for m in webhooks["webhook"].received]
+    assert sum(len((m.get("alert") or {}).get("ready_for_cutover") or []) for m in ready) == 4
