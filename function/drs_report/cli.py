@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "also names the target")
     hist.add_argument("--target", default=None, metavar="NAME",
                       help="the target (its name in [[drs.targets]], or its project id) the "
-                           "job belongs to; needed only when the id has readings in several")
+                           "job belongs to; needed only when the id has readings in several "
+                           "(default: the one target with readings of the id)")
     hist.add_argument("--since", default="7d", metavar="DURATION",
                       help="how far back, a positive number with a unit: s, m, h, d or w, "
                            "e.g. 90m, 12h, 7d, 2w")
