@@ -491,3 +491,21 @@ def test_readiness_is_announced_once_per_project_and_job(tmp_path: Path, webhook
     assert announced == expected, claims
     ready = [m.json() for m in webhooks["webhook"].received]
     assert sum(len((m.get("alert") or {}).get("ready_for_cutover") or []) for m in ready) == 4
+
+
+def test_a_target_refusing_its_keys_is_named_once_and_its_secret_nowhere(
+        tmp_path: Path) -> None:
+    wrong_sk = "wrong-secret-key-of-the-other-account-9f8e"
+    with _emulator(0, jobs=2) as a, _emulator(1, jobs=3) as b:
+        refused = _target(1, b.url, b.jobs_config())
+        refused.update(ak="WRONGACCESSKEY0123456789", sk=wrong_sk)
+        data = _estate([_target(0, a.url, a.jobs_config()), refused], tmp_path,
+                       f"sqlite:///{tmp_path / 'h.db'}")
+        result = run_cycle(parse_settings(data, {}), canary_credentials(with_token=False))
+    assert result.exit_code == EXIT_OK
+    (line,) = [e for e in result.errors if NAMES[1] in e]
+    assert "could not be read" in line
+    assert result.report.counts() == {"CRITICAL": 0, "WARNING": 0, "UNKNOWN": 3, "OK": 2}
+    everything = json.dumps(result.summary()) + "".join(
+        p.read_text(encoding="utf-8") for p in result.outputs.values())
+    assert wrong_sk not in everything
