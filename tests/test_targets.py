@@ -134,6 +134,9 @@ def test_three_targets_one_throttling_one_down_make_one_report_and_one_store(
         assert b.statuses.get(429, 0) > 0  # the throttled one said 429 and was waited for
         summary = result.summary()
     assert result.exit_code == EXIT_OK and summary["status"] == "ok"
+    assert [(t["name"], t["unread"]) for t in summary["targets"]] == [
+        (NAMES[0], 0), (NAMES[1], 0), (NAMES[2], 3)]
+    assert summary["targets"][2]["cause"]
     report = json.loads(result.outputs["json"].read_text(encoding="utf-8"))
     assert report["schema_version"] == 2
     by_target = {t["name"]: t for t in report["targets"]}

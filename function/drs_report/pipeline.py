@@ -125,6 +125,11 @@ class RunResult:
             "sync": self.sync,
             "readiness": readiness_summary(self.report),
         }
+        if self.report.estate:  # several targets: how each fared
+            summary["targets"] = [{"name": t.name, "region": t.region,
+                                   "project_id": t.project_id, "jobs": t.jobs,
+                                   "unread": t.unread, "cause": t.cause}
+                                  for t in self.report.targets]
         if self.nothing_read:
             summary["error"] = self.cause()
         return summary
