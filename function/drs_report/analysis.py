@@ -261,6 +261,12 @@ class Report:
         """Targets none of whose jobs could be read (several targets only)."""
         return [t for t in self.targets if t.cause] if self.estate else []
 
+    @property
+    def listed_errors(self) -> list[str]:
+        """The run errors to list: all but those of unread targets, said at the top."""
+        said = {t.line() for t in self.unread_targets}
+        return [e for e in self.errors if e not in said]
+
     @cached_property
     def readiness(self) -> list[Readiness]:
         """The jobs' cutover verdicts, closest to ready first (sorted once: every format and
@@ -386,6 +392,8 @@ def analyse(
             now=now)
         job.project_id, job.target = reading.project_id, reading.target
         _name_target(job, qualify=settings.estate)
+        if settings.estate and reading.target and job.readiness is not None:
+            job.readiness = replace(job.readiness, target=reading.target)
         jobs.append(job)
     jobs.sort(key=lambda j: (-j.health.severity, j.label.lower()))
     problems = sorted((p for j in jobs for p in j.reasons if p.health is not Health.OK),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -75,9 +76,13 @@ def fetch_all(settings: Settings, credentials: Credentials, plans: Sequence[Plan
         merged.requests += snapshot.requests
         merged.duration_seconds = max(merged.duration_seconds, snapshot.duration_seconds)
         if outcome.cause is not None:
-            # Named once, for the whole target, not once per job.
-            merged.errors.append(f"target {target.name} ({target.region}, project "
-                                 f"{target.project_id}) could not be read: {outcome.cause}")
+            # Named once, for the whole target, not once per job: each job points at it.
+            merged.errors.append(outcome.line())
+            for reading in snapshot.jobs:
+                if reading.error is not None and reading.error.kind not in _ANSWERED:
+                    reading.error = replace(
+                        reading.error, message=f"target {target.name} could not be read "
+                                               "(the cause is in the report's errors)")
         merged.errors.extend(f"target {target.name}: {e}" for e in snapshot.errors
                              if outcome.cause is None or outcome.cause not in e)
     return merged

@@ -157,6 +157,11 @@ class TargetRead:
     requests: int = 0
     duration_seconds: float = 0.0
 
+    def line(self) -> str:
+        """The run error naming this target's outage (once, for all its jobs)."""
+        return (f"target {self.name} ({self.region}, project {self.project_id}) could not "
+                f"be read: {self.cause}")
+
 
 @dataclass(slots=True)
 class Snapshot:

@@ -96,10 +96,12 @@ class Readiness:
     steady_seconds: float | None = None  # how long it has so far (incremental jobs)
     interval_seconds: float | None = None  # the run interval read from the readings
     as_of: datetime | None = None  # the latest reading judged
+    target: str | None = None  # with several targets: the job's target, named in labels
 
     @property
     def label(self) -> str:
-        return self.name or self.job_id
+        label = self.name or self.job_id
+        return f"[{self.target}] {label}" if self.target else label
 
     @property
     def missing(self) -> list[Check]:
