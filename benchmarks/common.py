@@ -26,7 +26,8 @@ sys.path.insert(0, {function_dir!r})
 from drs_report.emulator import Emulator, Faults, generated_fleet
 faults = Faults(latency_ms={latency_ms}, rate_limit={rate_limit}, seed=1)
 emulator = Emulator(ak={ak!r}, sk={sk!r}, project_id={project_id!r},
-                    scenario=generated_fleet({jobs}, {comparisons}), faults=faults).start()
+                    scenario=generated_fleet({jobs}, {comparisons}, seed={seed}),
+                    faults=faults).start()
 print(emulator.url, flush=True)
 sys.stdin.read()  # serve until the benchmark closes our stdin
 """
@@ -34,11 +35,12 @@ sys.stdin.read()  # serve until the benchmark closes our stdin
 
 @contextmanager
 def emulator_process(jobs: int, comparisons: int = 1, *, latency_ms: float = 0.0,
-                     rate_limit: float | None = None) -> Iterator[str]:
+                     rate_limit: float | None = None, project_id: str = PROJECT_ID,
+                     seed: int = 7) -> Iterator[str]:
     """The emulator in its own process, so its CPU is not counted as the client's."""
     code = _SERVER.format(function_dir=str(FUNCTION_DIR), latency_ms=latency_ms,
-                          rate_limit=rate_limit, ak=AK, sk=SK, project_id=PROJECT_ID,
-                          jobs=jobs, comparisons=comparisons)
+                          rate_limit=rate_limit, ak=AK, sk=SK, project_id=project_id,
+                          jobs=jobs, comparisons=comparisons, seed=seed)
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -57,11 +59,11 @@ def settings_for(url: str, jobs: list[dict[str, Any]], **drs: Any) -> Any:
                                    "endpoint": url, **drs}, "jobs": jobs}, {})
 
 
-def fleet_jobs(jobs: int, comparisons: int = 1) -> list[dict[str, Any]]:
+def fleet_jobs(jobs: int, comparisons: int = 1, *, seed: int = 7) -> list[dict[str, Any]]:
     from drs_report.emulator import generated_fleet
 
     return [{"id": j.id, "compare_jobs": [c.id for c in j.comparisons]}
-            for j in generated_fleet(jobs, comparisons).jobs]
+            for j in generated_fleet(jobs, comparisons, seed=seed).jobs]
 
 
 def peak_rss_mb() -> float:

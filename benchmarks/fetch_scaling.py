@@ -2,6 +2,11 @@
 
     python benchmarks/fetch_scaling.py [--jobs 500] [--latency-ms 50] [--concurrency 16]
         [--sweep] [--throttle R] [--memory] [--skip-sdk-sequential] [--smoke]
+        [--targets N]
+
+`--targets N` (default jobs 1,000 each): N targets, each its own emulator process with the
+latency, read side by side as one run; prints wall_s, slowest_alone_s (the slowest target
+read on its own in the same run), ratio (goal <= 1.1) and peak_rss_mb.
 
 Prints one JSON line per measurement: jobs, compare_tasks, requests, latency_ms,
 concurrency, wall_s, floor_s (= ceil(requests / concurrency) * latency), ratio (wall / floor),
@@ -13,14 +18,25 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from common import AK, PROJECT_ID, SK, emit, emulator_process, fleet_jobs, settings_for
+from common import (
+    AK,
+    PROJECT_ID,
+    SK,
+    emit,
+    emulator_process,
+    fleet_jobs,
+    peak_rss_mb,
+    settings_for,
+)
 
 
 def ours(url: str, jobs: list[dict[str, Any]], concurrency: int) -> dict[str, float]:
@@ -118,6 +134,72 @@ def throttled(n: int, rate: float, concurrency: int) -> dict[str, Any]:
             "failed": result["failed"]}
 
 
+def _project(n: int) -> str:
+    return f"{n:x}".rjust(2, "0") * 16
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds used so far by this process's children (the emulators), from /proc."""
+    import os
+
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def many_targets(targets: int, n: int, latency_ms: float, concurrency: int) -> dict[str, Any]:
+    """N targets of n jobs (one comparison each): all at once against the slowest alone."""
+    from contextlib import ExitStack
+
+    from drs_report import fleet
+    from drs_report.config import parse_settings
+    from drs_report.secrets import Credentials
+
+    credentials = Credentials.of(AK, SK)
+    with ExitStack() as stack:
+        urls = [stack.enter_context(emulator_process(n, 1, latency_ms=latency_ms,
+                                                     project_id=_project(i + 1), seed=i + 1))
+                for i in range(targets)]
+        tables = [{"name": f"target-{i + 1}", "region": "cn-north-4",
+                   "project_id": _project(i + 1), "endpoint": url,
+                   "jobs": fleet_jobs(n, seed=i + 1)} for i, url in enumerate(urls)]
+        settings = parse_settings({"drs": {"max_workers": concurrency, "targets": tables}}, {})
+        plans = fleet.plan(settings)
+        for plan in plans:  # warm up: imports, connections
+            fleet.fetch_all(settings, credentials, [(plan[0], plan[1][:5], plan[2])])
+        alone = []
+        for plan in plans:
+            wall = time.perf_counter()
+            fleet.fetch_all(settings, credentials, [plan])
+            alone.append(time.perf_counter() - wall)
+        served = _children_cpu_s()
+        cpu, wall = time.process_time(), time.perf_counter()
+        snapshot = fleet.fetch_all(settings, credentials, plans)
+        wall = time.perf_counter() - wall
+        cpu = time.process_time() - cpu
+        served = _children_cpu_s() - served
+    failed = sum(1 for j in snapshot.jobs if j.error) + sum(
+        1 for j in snapshot.jobs for c in j.comparisons if c.error)
+    slowest = max(alone)
+    return {"targets": targets, "jobs_per_target": n, "compare_tasks": targets * n,
+            "requests": snapshot.requests, "latency_ms": latency_ms,
+            "concurrency_per_target": concurrency, "wall_s": round(wall, 3),
+            "slowest_alone_s": round(slowest, 3),
+            "alone_s": [round(a, 3) for a in alone], "ratio": round(wall / slowest, 3),
+            "cpu_ms_per_request": round(cpu * 1000 / max(snapshot.requests, 1), 3),
+            # Client and emulators share this machine's cores: CPU they needed in the run.
+            "client_cpu_s": round(cpu, 3), "emulators_cpu_s": round(served, 3),
+            "cores": os.cpu_count(), "failed": failed,
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
 _MEMORY = """
 import json, resource, sys
 sys.path.insert(0, {here!r})
@@ -136,8 +218,6 @@ print(json.dumps({{"jobs": {n}, "compare_tasks": {n}, "requests": snapshot.reque
 
 
 def memory(n: int) -> None:
-    from pathlib import Path
-
     here = str(Path(__file__).resolve().parent)
     proc = subprocess.run([sys.executable, "-c", _MEMORY.format(here=here, n=n)],
                           capture_output=True, text=True, check=True)
@@ -153,12 +233,19 @@ def main() -> None:
     parser.add_argument("--throttle", type=float, default=None, metavar="R")
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--skip-sdk-sequential", action="store_true")
+    parser.add_argument("--targets", type=int, default=None, metavar="N",
+                        help="N targets side by side (--jobs each, default 1000)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to keep it working")
     args = parser.parse_args()
     if args.smoke:
         emit(measure(20, 5.0, 4, sdk_sequential=True))
         emit(throttled(20, 8.0, 4))  # 21 requests, 8 free: about 1.6 s of throttling
         memory(50)
+        emit(many_targets(2, 20, 5.0, 4))
+        return
+    if args.targets:
+        jobs = args.jobs if "--jobs" in sys.argv else 1000
+        emit(many_targets(args.targets, jobs, args.latency_ms, args.concurrency))
         return
     if args.sweep:
         for n in (10, 50, 100, 500, 1000, 2000, 5000):

@@ -237,7 +237,7 @@ def test_user_templates_override_the_shipped_ones(tmp_path: Path) -> None:
 
 def test_report_json_schema_fields() -> None:
     data = report().to_json()
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert set(data) >= {"generated_at", "language", "partial", "counts", "jobs", "problems",
                          "changes", "errors"}
     job = data["jobs"][0]

@@ -26,17 +26,23 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from drs_report import readiness as cutover
 from drs_report.config import JobConfig, Settings, Thresholds
-from drs_report.models import CompareReading, FetchErrorKind, JobReading, Snapshot
+from drs_report.models import (
+    CompareReading,
+    FetchErrorKind,
+    JobReading,
+    Snapshot,
+    TargetRead,
+)
 from drs_report.readiness import Readiness
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: targets (regions and projects), each job's project
 RUNNING_STATES = frozenset({"FULL_TRANSFER_STARTED", "INCRE_TRANSFER_STARTED"})
 # Every `status`/`transfer_status` the DRS API reference lists ("Task Statuses" and the
 # batch status query's enumeration). A state outside it is no evidence of health: the job is
@@ -88,16 +94,21 @@ class Problem:
     compare_job_id: str | None
     params: dict[str, Any] = field(default_factory=dict)
     job_name: str | None = None
+    project_id: str | None = None  # the job's target: its project, and its name
+    target: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "health": self.health.value, "code": self.code,
                 "job_id": self.job_id, "compare_job_id": self.compare_job_id,
-                "job_name": self.job_name, "params": self.params}
+                "job_name": self.job_name, "params": self.params,
+                "project_id": self.project_id, "target": self.target}
 
 
 def split_key(key: str) -> tuple[str, str | None, str]:
-    """'<job>:<code>' or '<job>/<compare>:<code>' -> (job_id, compare_job_id, code)."""
+    """'<job>:<code>' or '<job>/<compare>:<code>' -> (job_id, compare_job_id, code); with
+    several targets the key starts '<project_id>:', which is dropped here."""
     subject, _, code = key.rpartition(":")
+    subject = subject.rpartition(":")[2]
     job_id, _, compare = subject.partition("/")
     return job_id, compare or None, code
 
@@ -140,6 +151,8 @@ class JobStatus:
     trend: list[TrendPoint] = field(default_factory=list)
     state_changed_from: str | None = None
     readiness: Readiness | None = None  # the cutover verdict (readiness.py)
+    project_id: str = ""  # the job's target: its project ("" if unknown), and its name
+    target: str = ""
 
     @property
     def label(self) -> str:
@@ -208,6 +221,13 @@ class Report:
     # earlier problems are neither resolved nor gone, we simply do not know.
     unread: frozenset[str] = frozenset()
     names: dict[str, str] = field(default_factory=dict)  # job id -> name, this and last run
+    targets: list[TargetRead] = field(default_factory=list)  # each target, in config order
+    estate: bool = False  # several targets ([[drs.targets]]): grouped by target
+
+    def target_groups(self) -> list[tuple[TargetRead, list[JobStatus]]]:
+        """The jobs of each target, worst first, in the configuration's order of targets."""
+        return [(t, [j for j in self.jobs if j.project_id == t.project_id])
+                for t in self.targets]
 
     def counts(self) -> dict[str, int]:
         counts = {h.value: 0 for h in (Health.CRITICAL, Health.WARNING, Health.UNKNOWN,
@@ -233,11 +253,33 @@ class Report:
 
     @property
     def problem_jobs(self) -> list[JobStatus]:
-        return [j for j in self.jobs if j.health is not Health.OK]
+        return self._by_target([j for j in self.jobs if j.health is not Health.OK])
 
     @property
     def healthy_jobs(self) -> list[JobStatus]:
-        return [j for j in self.jobs if j.health is Health.OK]
+        return self._by_target([j for j in self.jobs if j.health is Health.OK])
+
+    def _by_target(self, jobs: list[JobStatus]) -> list[JobStatus]:
+        """With several targets, grouped by target (in the configuration's order), worst
+        first inside each."""
+        if not self.estate:
+            return jobs
+        order = {t.project_id: i for i, t in enumerate(self.targets)}
+        return sorted(jobs, key=lambda j: order.get(j.project_id, len(order)))
+
+    def target(self, project_id: str) -> TargetRead | None:
+        return next((t for t in self.targets if t.project_id == project_id), None)
+
+    @property
+    def unread_targets(self) -> list[TargetRead]:
+        """Targets none of whose jobs could be read (several targets only)."""
+        return [t for t in self.targets if t.cause] if self.estate else []
+
+    @property
+    def listed_errors(self) -> list[str]:
+        """The run errors to list: all but those of unread targets, said at the top."""
+        said = {t.line() for t in self.unread_targets}
+        return [e for e in self.errors if e not in said]
 
     @cached_property
     def readiness(self) -> list[Readiness]:
@@ -269,6 +311,9 @@ class Report:
                 "growth": self.changes.growth,
             },
             "errors": self.errors,
+            "targets": [{"name": t.name, "region": t.region, "project_id": t.project_id,
+                         "jobs": t.jobs, "unread": t.unread, "cause": t.cause}
+                        for t in self.targets],
             "readiness": {"counts": self.readiness_counts(),
                           "jobs": [r.to_report_json() for r in self.readiness]},
         }
@@ -297,9 +342,21 @@ class ProblemChanges:
                     or self.no_longer_monitored or self.became_ready or self.no_longer_ready)
 
 
+def qualified_key(key: str, projects: Mapping[str, str]) -> str:
+    """A key from before several targets ('<job_id>:<code>') as it reads with them
+    ('<project_id>:<job_id>:<code>'), so moving to [[drs.targets]] makes nothing new."""
+    if key.count(":") != 1:
+        return key
+    project = projects.get(split_key(key)[0])
+    return f"{project}:{key}" if project else key
+
+
 def diff_problems(previous: Mapping[str, str] | None, report: Report) -> ProblemChanges:
     """Compare the problems of `report` with a previous key -> health map."""
     before = dict(previous or {})
+    if report.estate:
+        projects = {j.job_id: j.project_id for j in report.jobs if j.project_id}
+        before = {qualified_key(k, projects): v for k, v in before.items()}
     changes = ProblemChanges()
     for problem in report.problems:
         old = before.get(problem.key)
@@ -347,6 +404,10 @@ def analyse(
             _with_current(longer.get(reading.job_id, ()), snapshot.taken_at, reading),
             settings.readiness_of(reading.job_id), stall_minutes=thresholds.stall_minutes,
             now=now)
+        job.project_id, job.target = reading.project_id, reading.target
+        _name_target(job, qualify=settings.estate)
+        if settings.estate and reading.target and job.readiness is not None:
+            job.readiness = replace(job.readiness, target=reading.target)
         jobs.append(job)
     jobs.sort(key=lambda j: (-j.health.severity, j.label.lower()))
     problems = sorted((p for j in jobs for p in j.reasons if p.health is not Health.OK),
@@ -365,7 +426,25 @@ def analyse(
         errors=list(snapshot.errors), trend_hours=settings.report.trend_hours,
         scope=sorted(scope) if scope is not None else None,
         read_failures=read_failures(snapshot), unread=unread, names=names,
+        targets=list(snapshot.targets) or [
+            TargetRead(name=t.name, region=t.region, project_id=t.project_id)
+            for t in settings.fleet()],
+        estate=settings.estate,
     )
+
+
+def _name_target(job: JobStatus, *, qualify: bool) -> None:
+    """Each problem names its job's target; with several targets its key starts with the
+    project ('<project_id>:<job_id>:<code>'), a job being (project, job id)."""
+
+    def named(p: Problem) -> Problem:
+        key = f"{job.project_id}:{p.key}" if qualify and job.project_id else p.key
+        return replace(p, key=key, project_id=job.project_id or None,
+                       target=job.target or None)
+
+    job.reasons = [named(p) for p in job.reasons]
+    for comp in job.comparisons:
+        comp.reasons = [named(p) for p in comp.reasons]
 
 
 def read_failures(snapshot: Snapshot) -> ReadFailures:
@@ -634,8 +713,11 @@ def _changes(previous: Mapping[str, Any] | None, jobs: list[JobStatus],
              problems: list[Problem], unread: frozenset[str]) -> Changes:
     if not previous:
         return Changes(first_report=True)
+    projects = {j.job_id: j.project_id for j in jobs if j.project_id}
+    qualify = any(p.key.count(":") > 1 for p in problems)
     old_problems: dict[str, dict[str, Any]] = {
-        p["key"]: p for p in previous.get("problems", [])
+        (qualified_key(p["key"], projects) if qualify else p["key"]): p
+        for p in previous.get("problems", [])
         if isinstance(p, dict) and isinstance(p.get("key"), str)}
     old_jobs = {j.get("job_id"): j for j in previous.get("jobs", []) if isinstance(j, dict)}
     current_keys = {p.key for p in problems}
@@ -696,6 +778,8 @@ def _growth(job: JobStatus, before: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _job_json(job: JobStatus) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
+        "project_id": job.project_id or None,
+        "target": job.target or None,
         "name": job.name,
         "health": job.health.value,
         "reasons": [{"code": r.code, "health": r.health.value, "key": r.key,

@@ -271,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--config", required=True, type=Path, metavar="FILE",
                       help="TOML configuration file (required)")
     hist.add_argument("--job", required=True, dest="job_id", metavar="JOB_ID",
-                      help="the job's DRS id (required)")
+                      help="the job's DRS id (required); with several targets TARGET/JOB_ID "
+                           "also names the target")
+    hist.add_argument("--target", default=None, metavar="NAME",
+                      help="the target (its name in [[drs.targets]], or its project id) the "
+                           "job belongs to; needed only when the id has readings in several "
+                           "(default: the one target with readings of the id)")
     hist.add_argument("--since", default="7d", metavar="DURATION",
                       help="how far back, a positive number with a unit: s, m, h, d or w, "
                            "e.g. 90m, 12h, 7d, 2w")
@@ -413,7 +418,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from drs_report.history import show_history
 
         return show_history(settings, args.job_id, since_seconds=since_seconds,
-                            output_format=args.format, out=sys.stdout)
+                            output_format=args.format, out=sys.stdout, target=args.target)
     if command == "readiness":
         from drs_report.config import load_settings
         from drs_report.readiness_query import ask_readiness
@@ -433,7 +438,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         store = Store.open(settings.store.url)
         try:
-            store.upgrade()
+            # History from before targets is attributed to the configured single target.
+            store.upgrade(project_id=settings.single_project())
         finally:
             store.close()
         _say(f"schema is up to date at {Store.masked_url(settings.store.url)}")
@@ -478,7 +484,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.job_ids:
         scoped_jobs(settings, args.job_ids)  # an unknown --job is a usage error up front
-    credentials = _credentials()
+    credentials = settings.without_shared_keys() or _credentials()
     started = time.monotonic()
     result = run_cycle(settings, credentials, trigger="cli", force=args.force,
                        dry_run=args.dry_run, job_ids=args.job_ids, modes=args.modes,

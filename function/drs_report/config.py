@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from drs_report import environment
 from drs_report.errors import ConfigError
-from drs_report.secrets import Secret
+from drs_report.secrets import Credentials, Secret
 
 T = TypeVar("T")
 
@@ -100,6 +100,26 @@ class DrsConfig:
     verify_tls: bool = True
     ca_bundle: str | None = None
     requests_per_second: float | None = None  # client-side cap; None: adapt to 429s only
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One region and project whose jobs are read: a `[[drs.targets]]` table, or the
+    single `[drs]` form (then named after its region)."""
+
+    name: str
+    drs: DrsConfig  # the target's region, project_id and endpoint; shared settings the rest
+    jobs: tuple[JobConfig, ...] = ()
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    credentials: Credentials | None = None  # ak/sk/security_token of the target; else shared
+
+    @property
+    def project_id(self) -> str:
+        return self.drs.project_id
+
+    @property
+    def region(self) -> str:
+        return self.drs.region
 
 
 @dataclass(frozen=True)
@@ -189,6 +209,35 @@ class Settings:
     source: Path | None = None
     web: WebConfig = field(default_factory=WebConfig)
     readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
+    # Every target; empty means the single form's one (see `fleet`). With targets, `drs` is
+    # the first target's, `jobs` every target's listed jobs and `discovery` enabled when
+    # any target discovers its jobs.
+    targets: tuple[TargetConfig, ...] = ()
+    estate: bool = False  # the configuration lists [[drs.targets]]
+
+    def fleet(self) -> tuple[TargetConfig, ...]:
+        """The targets to read: those of [[drs.targets]], or the single [drs] one."""
+        if self.targets:
+            return self.targets
+        return (TargetConfig(name=self.drs.region, drs=self.drs, jobs=self.jobs,
+                             discovery=self.discovery),)
+
+    def without_shared_keys(self) -> Credentials | None:
+        """When every target has its own keys, the run needs no shared ones (environment or
+        agency): the first target's stand in for them (they sign nothing else)."""
+        fleet = self.targets
+        if fleet and all(t.credentials is not None for t in fleet):
+            return fleet[0].credentials
+        return None
+
+    def single_project(self) -> str | None:
+        """The project that history stored before targets existed belongs to: the one
+        target's (with several, such readings count for whichever target lists the job)."""
+        fleet = self.fleet()
+        return fleet[0].project_id if len(fleet) == 1 else None
+
+    def target_of(self, project_id: str) -> TargetConfig | None:
+        return next((t for t in self.fleet() if t.project_id == project_id), None)
 
     def readiness_of(self, job_id: str) -> ReadinessConfig:
         """The job's readiness keys: its own, else the global ones (also for discovered jobs)."""
@@ -207,6 +256,9 @@ class Settings:
         if password:
             found.append(password)
         found.extend(secret.reveal() for secret in self.web.secrets())
+        for target in self.targets:
+            if target.credentials is not None:
+                found.extend(target.credentials.secrets())
         return found
 
 
@@ -291,7 +343,9 @@ def _apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> None:
                 break
         if not matched:
             _warn_unknown_variable(name)
-    if environment.PROJECT_ID in env:
+    drs = data.get("drs")
+    estate = isinstance(drs, dict) and "targets" in drs
+    if environment.PROJECT_ID in env and not estate:
         data.setdefault("drs", {}).setdefault("project_id", env[environment.PROJECT_ID])
 
 
@@ -337,6 +391,8 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "connect_timeout", "read_timeout", "max_retries", "backoff_base", "backoff_max",
         "verify_tls", "ca_bundle", "requests_per_second",
     ),
+    "target": ("name", "region", "project_id", "endpoint", "ak", "sk", "security_token",
+               "requests_per_second", "jobs", "discovery"),
     "job": ("id", "name", "compare_jobs", "delay_warn_seconds", "delay_crit_seconds",
             "stall_minutes", "readiness_max_delay_seconds", "readiness_stable_minutes"),
     "discovery": ("name", "job_type", "compare_jobs"),
@@ -481,19 +537,29 @@ def parse_settings(
         # say so before "jobs is required" sends the reader looking elsewhere.
         table = data.get(section)
         if isinstance(table, dict):
-            _Reader(table, section, env).check_unknown(_SECTION_KEYS[section])
+            _Reader(table, section, env).check_unknown(
+                _SECTION_KEYS[section], extra=("targets",) if section == "drs" else ())
     base_dir = source.parent if source is not None else Path.cwd()
     in_functiongraph = bool(env.get(environment.CODE_ROOT))
     # The code directory is read-only in FunctionGraph: what we write goes under /tmp.
     write_dir = Path(environment.FUNCTIONGRAPH_TMP) if in_functiongraph else base_dir
 
-    drs = _parse_drs(_Reader(data.get("drs", {}), "drs", env), env)
     thresholds = _parse_thresholds(_Reader(data.get("thresholds", {}), "thresholds", env),
                                    Thresholds())
     readiness = _parse_readiness(_Reader(data.get("readiness", {}), "readiness", env),
                                  ReadinessConfig())
-    jobs, discovery = _parse_jobs(data.get("jobs"), data.get("discovery"), env, thresholds,
-                                  readiness)
+    drs_table = data.get("drs", {})
+    targets: tuple[TargetConfig, ...] = ()
+    if isinstance(drs_table, dict) and "targets" in drs_table:
+        targets = _parse_targets(drs_table, data, env, thresholds, readiness)
+        drs = targets[0].drs
+        jobs = tuple(j for t in targets for j in t.jobs)
+        discovery = next((t.discovery for t in targets if t.discovery.enabled),
+                         DiscoveryConfig())
+    else:
+        drs = _parse_drs(_Reader(drs_table, "drs", env), env)
+        jobs, discovery = _parse_jobs(data.get("jobs"), data.get("discovery"), env, thresholds,
+                                      readiness)
     store = _parse_store(_Reader(data.get("store", {}), "store", env), write_dir,
                          region=drs.region, in_functiongraph=in_functiongraph)
     report = _parse_report(_Reader(data.get("report", {}), "report", env), base_dir,
@@ -506,12 +572,116 @@ def parse_settings(
     return Settings(
         drs=drs, jobs=jobs, discovery=discovery, store=store, report=report,
         thresholds=thresholds, delivery=delivery, channels=channels, run=run, source=source,
-        web=web, readiness=readiness,
+        web=web, readiness=readiness, targets=targets, estate=bool(targets),
     )
 
 
-def _parse_drs(r: _Reader, env: Mapping[str, str]) -> DrsConfig:
-    r.check_unknown(_SECTION_KEYS["drs"])
+_TARGET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _parse_targets(drs_table: dict[str, Any], data: Mapping[str, Any], env: Mapping[str, str],
+                   thresholds: Thresholds, readiness: ReadinessConfig
+                   ) -> tuple[TargetConfig, ...]:
+    """`[[drs.targets]]`: several regions and projects; [drs]'s other keys are shared."""
+    if "jobs" in data:
+        raise ConfigError("jobs", "is set at the top level and [[drs.targets]] is listed too; "
+                                  "give each target its own jobs (drs.targets[N].jobs) and "
+                                  "remove the top-level jobs")
+    items = drs_table["targets"]
+    if not isinstance(items, list) or not items:
+        raise ConfigError("drs.targets", "expected at least one [[drs.targets]] table with a "
+                                         "region and project_id")
+    for key in ("project_id", "endpoint"):
+        if key in drs_table:
+            raise ConfigError(f"drs.{key}", "is set in [drs] and [[drs.targets]] is listed "
+                                            f"too; set {key} in each target and remove it "
+                                            "from [drs]")
+    shared = {k: v for k, v in drs_table.items() if k != "targets"}
+    shared_reader = _Reader(shared, "drs", env)
+    shared_reader.check_unknown(_SECTION_KEYS["drs"], extra=("targets",))
+    default_region = shared_reader.string("region")
+    parsed: list[TargetConfig] = []
+    names: dict[str, int] = {}
+    projects: dict[str, int] = {}
+    job_ids: dict[str, int] = {}
+    for i, item in enumerate(items):
+        path = f"drs.targets[{i}]"
+        r = _Reader(item, path, env)
+        r.check_unknown(_SECTION_KEYS["target"])
+        table = dict(shared)
+        for key in ("region", "project_id", "endpoint", "requests_per_second"):
+            if key in item:
+                table[key] = item[key]
+        if "region" not in table:
+            raise ConfigError(r.key("region"), "is required; e.g. region = \"cn-north-4\"")
+        if "project_id" not in table:
+            raise ConfigError(r.key("project_id"), "is required; copy the project's ID from "
+                                                   "'My Credentials' in the console")
+        drs = _parse_drs(_Reader(table, path, env), env, check=False)
+        name = r.string("name")
+        if name is None:
+            if len(items) > 1:
+                raise ConfigError(r.key("name"), "is required when there are several targets; "
+                                                 f"e.g. name = \"prod-{drs.region}\"")
+            name = drs.region or default_region
+        if not _TARGET_NAME_RE.match(name):
+            raise ConfigError(r.key("name"), f"{name!r} is not a target name (letters, digits, "
+                                             "'.', '_' or '-', up to 64); e.g. prod-cn-north-4")
+        if name in names:
+            raise ConfigError(r.key("name"), f"{name!r} is also drs.targets[{names[name]}]'s "
+                                             "name; give each target its own")
+        names[name] = i
+        if drs.project_id in projects:
+            raise ConfigError(r.key("project_id"), f"{drs.project_id} is also "
+                                                   f"drs.targets[{projects[drs.project_id]}]'s "
+                                                   "project; list each project once")
+        projects[drs.project_id] = i
+        credentials = _parse_target_credentials(r)
+        jobs_value = item.get("jobs")
+        own_discovery = item.get("discovery")
+        discovery_table = own_discovery
+        if isinstance(jobs_value, str) and own_discovery is None:
+            discovery_table = data.get("discovery")  # the shared filters
+        if jobs_value is None and own_discovery is None:
+            raise ConfigError(r.key("jobs"), 'is required; add [[drs.targets.jobs]] tables '
+                                             'with an id, or jobs = "all"')
+        try:
+            jobs, discovery = _parse_jobs(jobs_value, discovery_table, env, thresholds,
+                                          readiness)
+        except ConfigError as e:
+            shared_filters = own_discovery is None and e.key.startswith("discovery")
+            raise (e if shared_filters else ConfigError(f"{path}.{e.key}", e.problem)
+                   ) from None
+        for j, job in enumerate(jobs):
+            if job.id in job_ids:
+                raise ConfigError(f"{path}.jobs[{j}].id", f"{job.id} is also listed under "
+                                                          f"drs.targets[{job_ids[job.id]}]; "
+                                                          "a job belongs to one project")
+            job_ids[job.id] = i
+        parsed.append(TargetConfig(name=name, drs=drs, jobs=jobs, discovery=discovery,
+                                   credentials=credentials))
+    return tuple(parsed)
+
+
+def _parse_target_credentials(r: _Reader) -> Credentials | None:
+    """A target's own keys, usually `${NAME}` references; both ak and sk, or neither."""
+    ak, sk = r.string("ak"), r.string("sk")
+    token = r.string("security_token")
+    if ak is None and sk is None:
+        if token is not None:
+            raise ConfigError(r.key("security_token"), "needs ak and sk in the same target; "
+                                                       "set them or remove security_token")
+        return None
+    for name, value in (("ak", ak), ("sk", sk)):
+        if value is None:
+            raise ConfigError(r.key(name), "is required with the other key of the pair; "
+                                           f'e.g. {name} = "${{{name.upper()}_NAME}}"')
+    return Credentials.of(ak, sk, token)
+
+
+def _parse_drs(r: _Reader, env: Mapping[str, str], *, check: bool = True) -> DrsConfig:
+    if check:
+        r.check_unknown(_SECTION_KEYS["drs"])
     region = r.string("region", required=True)
     if not REGION_RE.match(region):
         raise ConfigError(r.key("region"), f"{region!r} is not a region name like 'cn-north-4'")

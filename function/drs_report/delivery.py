@@ -174,8 +174,15 @@ def _alert_state(last: SentDelivery | None, report: Report
 
     entries = dict(p.split("=", 1) for p in last.problems if "=" in p) if last else {}
     previous, announced = split_alert_state(entries)
-    verdicts = {j.job_id: j.readiness for j in report.jobs if j.readiness is not None}
-    changes = readiness_changes(announced, verdicts, unread=report.unread)
+    # With several targets a job is (project, job id): "<project_id>:<job_id>:cutover".
+    def subject(job_id: str, project_id: str) -> str:
+        return f"{project_id}:{job_id}" if report.estate and project_id else job_id
+
+    verdicts = {subject(j.job_id, j.project_id): j.readiness for j in report.jobs
+                if j.readiness is not None}
+    unread = report.unread | {subject(j.job_id, j.project_id) for j in report.jobs
+                              if j.job_id in report.unread}
+    changes = readiness_changes(announced, verdicts, unread=frozenset(unread))
     return (previous if last else None), changes
 
 

@@ -318,8 +318,9 @@ def _run(event: Any, context: Any, environ: FunctionEnvironment, code_dir: Path 
         default = (code_dir or Path.cwd()) / "config.toml"
         config_path = default if default.is_file() else None
     settings = load_settings(config_path, environ)
+    # The agency's temporary keys sign the requests of every target without keys of its own.
     credentials = (agency_credentials(context) if context is not None else None) or \
-        credentials_from_environment(environ)
+        credentials_from_environment(environ) or settings.without_shared_keys()
     if credentials is None:
         raise ConfigError(environment.AK, "no credentials: give the function an agency with "
                                           "DRS read access, or set HUAWEICLOUD_SDK_AK/SK")

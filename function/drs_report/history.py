@@ -23,8 +23,12 @@ _COLUMNS = [
 
 
 def show_history(settings: Settings, job_id: str, *, since_seconds: float,
-                 output_format: str, out: TextIO) -> int:
+                 output_format: str, out: TextIO, target: str | None = None) -> int:
     from drs_report.store import Store
+
+    if "/" in job_id and target is None:
+        target, job_id = job_id.split("/", 1)  # TARGET/JOB_ID
+    project_id = _target_project(settings, target) if target is not None else None
 
     path = sqlite_file(settings.store.url)
     if path is not None and not path.is_file():
@@ -33,9 +37,11 @@ def show_history(settings: Settings, job_id: str, *, since_seconds: float,
                                        "check [store] url, or run `drs-report run` first")
     store = Store.open(settings.store.url)
     try:
-        store.upgrade()
+        store.upgrade(project_id=settings.single_project())
         since = datetime.now(timezone.utc) - timedelta(seconds=since_seconds)
-        readings = store.readings(job_id, since)
+        if project_id is None and len(settings.fleet()) > 1:
+            project_id = _only_project(settings, job_id, store.projects_of(job_id))
+        readings = store.readings(job_id, since, project_id)
     finally:
         store.close()
     if output_format == "json":
@@ -53,6 +59,27 @@ def show_history(settings: Settings, job_id: str, *, since_seconds: float,
             out.write(f"    comparison {terminal_inert(comp['compare_job_id'])}: "
                       f"{terminal_inert(_compare_cell(comp))}\n")
     return EXIT_OK
+
+
+def _target_project(settings: Settings, name: str) -> str:
+    """--target NAME (or its project id): the target's project."""
+    for target in settings.fleet():
+        if name in (target.name, target.project_id):
+            return target.project_id
+    names = ", ".join(t.name for t in settings.fleet())
+    raise ConfigError("--target", f"{name!r} is not a configured target; the configuration "
+                                  f"has {names}")
+
+
+def _only_project(settings: Settings, job_id: str, stored: list[str]) -> str | None:
+    """A bare job id is enough when one target has it; else say how to name the target."""
+    projects = [p for p in stored if p]
+    if len(projects) <= 1:
+        return projects[0] if projects else None
+    names = [t.name for t in settings.fleet() if t.project_id in projects] or projects
+    raise ConfigError("--job", f"{job_id} has readings in several targets "
+                               f"({', '.join(names)}); add --target NAME or write "
+                               f"TARGET/{job_id}")
 
 
 def _cell(reading: dict[str, Any], name: str) -> str:

@@ -140,6 +140,27 @@ class JobReading:
     progress: JobProgress | None = None
     error: FetchError | None = None  # request-level failure, or MISSING from the answer
     comparisons: list[CompareReading] = field(default_factory=list)
+    project_id: str = ""  # the target's project ("" in history stored before targets)
+    target: str = ""  # the target's name (its region in the single [drs] form)
+
+
+@dataclass(slots=True)
+class TargetRead:
+    """How one target (region and project) fared in a run."""
+
+    name: str
+    region: str
+    project_id: str
+    jobs: int = 0  # readings of its jobs
+    unread: int = 0  # of them, not read because our requests failed
+    cause: str | None = None  # set when nothing of the target could be read: why
+    requests: int = 0
+    duration_seconds: float = 0.0
+
+    def line(self) -> str:
+        """The run error naming this target's outage (once, for all its jobs)."""
+        return (f"target {self.name} ({self.region}, project {self.project_id}) could not "
+                f"be read: {self.cause}")
 
 
 @dataclass(slots=True)
@@ -152,3 +173,4 @@ class Snapshot:
     errors: list[str] = field(default_factory=list)  # run-level problems (e.g. discovery)
     requests: int = 0  # HTTP requests made, retries included
     duration_seconds: float = 0.0
+    targets: list[TargetRead] = field(default_factory=list)  # per target, in config order

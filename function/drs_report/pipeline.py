@@ -19,7 +19,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +125,11 @@ class RunResult:
             "sync": self.sync,
             "readiness": readiness_summary(self.report),
         }
+        if self.report.estate:  # several targets: how each fared
+            summary["targets"] = [{"name": t.name, "region": t.region,
+                                   "project_id": t.project_id, "jobs": t.jobs,
+                                   "unread": t.unread, "cause": t.cause}
+                                  for t in self.report.targets]
         if self.nothing_read:
             summary["error"] = self.cause()
         return summary
@@ -304,29 +309,29 @@ def _cycle(
     downsample: bool = False,
     before_writes: Callable[[], None] | None = None,
 ) -> RunResult:
+    from drs_report import fleet
     from drs_report.analysis import analyse, narrow_previous
-    from drs_report.client import DrsClient
     from drs_report.delivery import deliver
     from drs_report.render import render_all
 
     fetch_deadline = None if deadline is None else deadline - settings.run.safety_margin_seconds
-    jobs = settings.jobs
-    discovery = settings.discovery
     scope: tuple[str, ...] | None = None
+    plans = fleet.plan(settings)
     if job_ids:
         jobs = scoped_jobs(settings, job_ids, key="--job" if trigger == "cli" else "jobs")
         scope = tuple(j.id for j in jobs)
-        discovery = replace(discovery, enabled=False)
+        plans = fleet.plan(settings, jobs)
 
     run_id: int | None = None
     if not dry_run and before_writes is None:
-        store.upgrade()  # first: an unreachable database fails before DRS is read
-    with DrsClient(settings.drs, credentials, session=session) as client:
-        snapshot = client.fetch(jobs, discovery, deadline=fetch_deadline)
+        # First: an unreachable database fails before DRS is read.
+        store.upgrade(project_id=settings.single_project())
+    snapshot = fleet.fetch_all(settings, credentials, plans, deadline=fetch_deadline,
+                               session=session)
     if before_writes is not None:
         before_writes()  # a synced store: the lease is confirmed before the first write
         if not dry_run:
-            store.upgrade()
+            store.upgrade(project_id=settings.single_project())
     if now is not None:
         snapshot.taken_at = now  # a simulated clock: the reading belongs to its time
     if settings.store.ephemeral and settings.store.url.startswith("sqlite"):
@@ -346,7 +351,8 @@ def _cycle(
             log.error("%s; the report and the deliveries go on without them",
                       snapshot.errors[-1])
             outcome = "failed"
-    history, longer = _histories(store, [j.job_id for j in snapshot.jobs], settings, current)
+    history, longer = _histories(store, [j.job_id for j in snapshot.jobs], settings, current,
+                                 {j.job_id: j.project_id for j in snapshot.jobs})
     previous = store.previous_report(before_run_id=run_id or _AFTER_EVERY_RUN)
     if scope is not None:
         previous = narrow_previous(previous, scope)
@@ -394,7 +400,8 @@ def _cycle(
     return result
 
 
-def _histories(store: Store, job_ids: list[str], settings: Settings, now: datetime
+def _histories(store: Store, job_ids: list[str], settings: Settings, now: datetime,
+               projects: Mapping[str, str] | None = None
                ) -> tuple[dict[str, list[tuple[datetime, JobReading]]],
                           dict[str, list[tuple[datetime, JobReading]]]]:
     """The trend window's readings, and the (perhaps longer) window readiness needs."""
@@ -402,7 +409,8 @@ def _histories(store: Store, job_ids: list[str], settings: Settings, now: dateti
 
     trend_since = now - timedelta(hours=settings.report.trend_hours)
     readiness_since = now - timedelta(minutes=history_minutes(settings))
-    longer = store.history(job_ids, since=min(trend_since, readiness_since))
+    longer = store.history(job_ids, since=min(trend_since, readiness_since),
+                           projects=projects)
     if readiness_since >= trend_since:
         return longer, longer
     return {job_id: [p for p in points if p[0] >= trend_since]

@@ -59,7 +59,9 @@ FULL_COMPLETE = "FULL_TRANSFER_COMPLETE"
 FULL_ONLY = "FULL_TRANS"
 INCREMENTAL_ONLY = "INCR_TRANS"
 
-ALERT_CODE = "cutover"  # "<job_id>:cutover=ready" in an alert claim's state
+# "<job_id>:cutover=ready" in an alert claim's state ("<project_id>:<job_id>:cutover=ready"
+# with several targets)
+ALERT_CODE = "cutover"
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,12 @@ class Readiness:
     steady_seconds: float | None = None  # how long it has so far (incremental jobs)
     interval_seconds: float | None = None  # the run interval read from the readings
     as_of: datetime | None = None  # the latest reading judged
+    target: str | None = None  # with several targets: the job's target, named in labels
 
     @property
     def label(self) -> str:
-        return self.name or self.job_id
+        label = self.name or self.job_id
+        return f"[{self.target}] {label}" if self.target else label
 
     @property
     def missing(self) -> list[Check]:

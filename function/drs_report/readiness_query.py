@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, TextIO
 
 from drs_report import logs
-from drs_report.config import DiscoveryConfig, JobConfig, Settings
+from drs_report.config import JobConfig, Settings
 from drs_report.errors import DrsReportError
 from drs_report.pipeline import (
     EXIT_NOT_READY,
@@ -120,14 +120,15 @@ def _watched(settings: Settings, store: Store, *, live: bool) -> list[JobConfig]
 
 def _live_snapshot(settings: Settings, jobs: Sequence[JobConfig],
                    credentials: Credentials | None) -> Snapshot:
-    from drs_report.client import DrsClient
+    from drs_report import fleet
 
     if credentials is None:  # the CLI asks for them before this
         raise DrsReportError("--live needs credentials")
     budget = settings.run.time_budget_seconds or LIVE_BUDGET_SECONDS
-    discovery = DiscoveryConfig() if jobs else settings.discovery  # named: read just those
-    with DrsClient(settings.drs, credentials) as client:
-        return client.fetch(jobs, discovery, deadline=time.monotonic() + budget)
+    # Named: read just those, each from its target; else every target as a run would.
+    plans = fleet.plan(settings, jobs) if jobs else fleet.plan(settings)
+    return fleet.fetch_all(settings, credentials, plans,
+                           deadline=time.monotonic() + budget)
 
 
 @contextmanager

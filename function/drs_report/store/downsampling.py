@@ -103,11 +103,12 @@ class DownsamplingMixin(StoreBase):
                 done["job_snapshots"] += _count(s.execute(text(
                     f"DELETE FROM job_snapshots WHERE run_id IN ({listed}) AND id NOT IN ("
                     f" SELECT MAX(id) FROM job_snapshots WHERE run_id IN ({listed})"
-                    " GROUP BY job_id)")))
+                    " GROUP BY project_id, job_id)")))
                 # A comparison reading goes with the job reading of its run.
                 done["compare_snapshots"] += _count(s.execute(text(
                     f"DELETE FROM compare_snapshots WHERE run_id IN ({listed}) AND NOT EXISTS"
                     " (SELECT 1 FROM job_snapshots j WHERE j.run_id = compare_snapshots.run_id"
+                    " AND j.project_id = compare_snapshots.project_id"
                     " AND j.job_id = compare_snapshots.job_id)")))
             if legacy:
                 for table in ("job_snapshots", "compare_snapshots"):

@@ -27,7 +27,7 @@ from drs_report.errors import StoreError
 
 log = logs.get_logger("store")
 
-SCHEMA_HEAD = "0004"  # the newest revision in store/migrations/versions
+SCHEMA_HEAD = "0005"  # the newest revision in store/migrations/versions
 IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
 # psycopg's and SQLite's words for "the database could not be reached or opened".
 _CONNECT_FAILURE = re.compile(
@@ -145,8 +145,12 @@ class StoreBase:
         except SQLAlchemyError as e:
             raise self._fail("reading the schema version", e) from None
 
-    def upgrade(self, revision: str = "head") -> None:
-        """Create or migrate the schema; a no-op (one query) when it is already current."""
+    def upgrade(self, revision: str = "head", *, project_id: str | None = None) -> None:
+        """Create or migrate the schema; a no-op (one query) when it is already current.
+
+        `project_id`: the configured single target's project, which readings stored before
+        revision 0005 are attributed to (without it they stay unattributed, '').
+        """
         if revision == "head" and self.current_revision() == SCHEMA_HEAD:
             return
         from alembic import command
@@ -158,6 +162,7 @@ class StoreBase:
         try:
             with self._migration_lock() as conn:
                 config.attributes["connection"] = conn
+                config.attributes["project_id"] = project_id or ""
                 command.upgrade(config, revision)
                 conn.commit()
         except SQLAlchemyError as e:

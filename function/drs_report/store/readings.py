@@ -6,7 +6,7 @@ Column names are the API's; `reading_to_json` gives the `history --format json` 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,7 +41,8 @@ class ReadingsMixin(StoreBase):
             job_rows.append(_job_row(run_id, snapshot.taken_at, reading, raw=raw))
             for position, comp in enumerate(reading.comparisons):
                 compare_rows.append(_compare_row(run_id, snapshot.taken_at, reading.job_id,
-                                                 position, comp, raw=raw))
+                                                 position, comp, raw=raw,
+                                                 project_id=reading.project_id))
         with self._session("saving the snapshot") as s:
             if job_rows:
                 bulk_insert(s, JobSnapshot.__table__, job_rows)
@@ -51,9 +52,15 @@ class ReadingsMixin(StoreBase):
                 requests=snapshot.requests, partial=snapshot.partial))
 
 
-    def history(self, job_ids: Sequence[str], since: datetime
+    def history(self, job_ids: Sequence[str], since: datetime,
+                projects: Mapping[str, str] | None = None
                 ) -> dict[str, list[tuple[datetime, JobReading]]]:
-        """Readings of these jobs since `since`, per job, oldest first."""
+        """Readings of these jobs since `since`, per job, oldest first.
+
+        `projects` maps a job id to its target's project: readings of the same id from
+        another project are left out (unattributed ones, '' from before revision 0005,
+        count for every project).
+        """
         result: dict[str, list[tuple[datetime, JobReading]]] = {j: [] for j in job_ids}
         # Ids as stored (an id too long for its column is stored cut, see sanitise.py).
         wanted = {sanitise.stored_id(j): j for j in dict.fromkeys(job_ids)}
@@ -62,25 +69,39 @@ class ReadingsMixin(StoreBase):
             for i in range(0, len(ids), IN_CHUNK):
                 chunk = ids[i:i + IN_CHUNK]
                 in_window = (JobSnapshot.job_id.in_(chunk), JobSnapshot.taken_at >= since)
-                comps: dict[tuple[int, str], list[CompareSnapshot]] = {}
+                comps: dict[tuple[int, str, str], list[CompareSnapshot]] = {}
                 # A job's comparisons through its job reading: (run_id, job_id) is indexed
                 # on both tables, so no index of their own by time is needed.
                 for c in s.scalars(select(CompareSnapshot).join(JobSnapshot, and_(
                         JobSnapshot.run_id == CompareSnapshot.run_id,
+                        JobSnapshot.project_id == CompareSnapshot.project_id,
                         JobSnapshot.job_id == CompareSnapshot.job_id)).where(*in_window)
                         .order_by(CompareSnapshot.position)):
-                    comps.setdefault((c.run_id, c.job_id), []).append(c)
+                    comps.setdefault((c.run_id, c.project_id, c.job_id), []).append(c)
                 for row in s.scalars(select(JobSnapshot).where(*in_window)
                                      .order_by(JobSnapshot.taken_at, JobSnapshot.id)):
-                    reading = _reading_from_row(row, comps.get((row.run_id, row.job_id), []))
+                    if projects and row.project_id and \
+                            projects.get(wanted.get(row.job_id, row.job_id),
+                                         row.project_id) != row.project_id:
+                        continue
+                    reading = _reading_from_row(
+                        row, comps.get((row.run_id, row.project_id, row.job_id), []))
                     result[wanted.get(row.job_id, row.job_id)].append((utc(row.taken_at),
                                                                        reading))
         return result
 
-    def readings(self, job_id: str, since: datetime) -> list[dict[str, Any]]:
+    def projects_of(self, job_id: str) -> list[str]:
+        """The projects this job id has readings under ('' for unattributed ones)."""
+        with self._session("reading history") as s:
+            return sorted(s.scalars(select(JobSnapshot.project_id).where(
+                JobSnapshot.job_id == sanitise.stored_id(job_id)).distinct()))
+
+    def readings(self, job_id: str, since: datetime, project_id: str | None = None
+                 ) -> list[dict[str, Any]]:
         """One job's readings as JSON-ready dicts in the API's field names, oldest first."""
         out = []
-        for taken_at, reading in self.history([job_id], since)[job_id]:
+        projects = {job_id: project_id} if project_id else None
+        for taken_at, reading in self.history([job_id], since, projects)[job_id]:
             out.append(reading_to_json(taken_at, reading))
         return out
 
@@ -139,6 +160,7 @@ def _job_row(run_id: int, taken_at: datetime, reading: JobReading, *, raw: bool 
     p = reading.progress
     row: dict[str, Any] = {"run_id": run_id, "taken_at": taken_at,
                            "job_id": sanitise.stored_id(reading.job_id),
+                           "project_id": sanitise.stored_id(reading.project_id),
                            "name": _text(reading.name), **_error_fields(reading.error)}
     if p is None:
         row.update(progress=None, incre_trans_delay=None, incre_trans_delay_millis=None,
@@ -162,13 +184,15 @@ def _job_row(run_id: int, taken_at: datetime, reading: JobReading, *, raw: bool 
 
 
 def _compare_row(run_id: int, taken_at: datetime, job_id: str, position: int,
-                 comp: CompareReading, *, raw: bool = True) -> dict[str, Any]:
+                 comp: CompareReading, *, raw: bool = True, project_id: str = ""
+                 ) -> dict[str, Any]:
     p = comp.progress
     full = p.full_info if p else None
     incre = p.incre_info if p else None
     glob = p.global_info if p else None
     return {
         "run_id": run_id, "taken_at": taken_at, "job_id": sanitise.stored_id(job_id),
+        "project_id": sanitise.stored_id(project_id),
         "compare_job_id": sanitise.stored_id(comp.compare_job_id), "position": position,
         "has_full_info": full is not None,
         "full_progress": _num(full.progress if full else None),
@@ -220,6 +244,7 @@ def _reading_from_row(row: JobSnapshot, comps: list[CompareSnapshot]) -> JobRead
         error=_error_from(row.fetch_error_kind, row.fetch_error_message,
                           row.fetch_error_status, row.fetch_error_code),
         comparisons=[_comparison_from_row(c) for c in comps],
+        project_id=row.project_id or "",
     )
 
 
@@ -255,7 +280,7 @@ def reading_to_json(taken_at: datetime, reading: JobReading) -> dict[str, Any]:
     """A reading in the API's field names (the `history --format json` shape)."""
     p = reading.progress
     data: dict[str, Any] = {"taken_at": taken_at.isoformat(), "job_id": reading.job_id,
-                            "name": reading.name}
+                            "project_id": reading.project_id or None, "name": reading.name}
     fields = ("progress", "transfer_status", "task_mode", "incre_trans_delay",
               "incre_trans_delay_millis", "remaining_time", "process_time", "apply_rows_rate",
               "apply_bytes_rate", "error_code", "error_msg")

@@ -63,7 +63,7 @@ class JobSnapshot(Base):
 
     __tablename__ = "job_snapshots"
     __table_args__ = (
-        UniqueConstraint("run_id", "job_id", name="uq_job_snapshots_run_job"),
+        UniqueConstraint("run_id", "project_id", "job_id", name="uq_job_snapshots_run_job"),
         Index("ix_job_snapshots_job_taken", "job_id", "taken_at"),
     )
 
@@ -71,6 +71,9 @@ class JobSnapshot(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     job_id: Mapped[str] = mapped_column(String(64))
+    # The target's project (revision 0005); '' for readings stored before targets and not
+    # attributed on upgrade: they count for whichever target lists the job.
+    project_id: Mapped[str] = mapped_column(String(64), server_default="")
     name: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[float | None] = mapped_column(Float)
     incre_trans_delay: Mapped[float | None] = mapped_column(Float)
@@ -100,13 +103,15 @@ class CompareSnapshot(Base):
 
     __tablename__ = "compare_snapshots"
     __table_args__ = (
-        UniqueConstraint("run_id", "job_id", "compare_job_id", name="uq_compare_snapshots_run"),
+        UniqueConstraint("run_id", "project_id", "job_id", "compare_job_id",
+                         name="uq_compare_snapshots_run"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     job_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(64), server_default="")
     compare_job_id: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer, default=0)  # order within the job
     has_full_info: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -282,6 +282,12 @@ class Commands:
         terms = [q.lower() for q in query if q]
         if not terms:
             return []
+        if "/" in terms[0]:  # TARGET/JOB: the job among that target's (several targets)
+            target, _, rest = terms[0].partition("/")
+            jobs = [j for j in jobs if str(j.get("target") or "").lower() == target]
+            terms = [rest, *terms[1:]] if rest else terms[1:]
+            if not terms:
+                return []
         if len(terms) == 1 and _ID_PREFIX.match(terms[0]):
             exact = [j for j in jobs if j.get("job_id") == terms[0]]
             if exact:

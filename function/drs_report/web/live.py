@@ -30,19 +30,27 @@ def fetch_live(settings: Settings, source: ArchiveSource, credentials: Credentia
         id=job_id, name=job.get("name"),
         compare_jobs=tuple(str(c.get("compare_job_id")) for c in job.get("comparisons") or []
                            if isinstance(c, dict) and c.get("compare_job_id")))
+    # The job's target: the project the archived report read it from, else the one that
+    # lists it, else the first.
+    fleet = settings.fleet()
+    target = settings.target_of(str(job.get("project_id") or "")) or next(
+        (t for t in fleet if any(j.id == job_id for j in t.jobs)), fleet[0])
     # No request may outlive the chat's patience: one retry at most, timeouts within it.
-    drs = dataclasses.replace(settings.drs, max_retries=min(settings.drs.max_retries, 1),
-                              connect_timeout=min(settings.drs.connect_timeout, remaining),
-                              read_timeout=min(settings.drs.read_timeout, remaining))
-    with DrsClient(drs, credentials) as client:
+    drs = dataclasses.replace(target.drs, max_retries=min(target.drs.max_retries, 1),
+                              connect_timeout=min(target.drs.connect_timeout, remaining),
+                              read_timeout=min(target.drs.read_timeout, remaining))
+    with DrsClient(drs, target.credentials or credentials) as client:
         snapshot = client.fetch([config], DiscoveryConfig(), deadline=deadline)
+    for read in snapshot.jobs:
+        read.project_id, read.target = target.project_id, target.name
     reading = snapshot.jobs[0] if snapshot.jobs else None
     if reading is None or reading.progress is None:
         error = reading.error if reading is not None else None
         return {"live_failure": (error.message or error.kind.value) if error else "no answer"}
     now = datetime.now(timezone.utc)
     history = source.store.history(
-        [job_id], since=now - timedelta(hours=settings.report.trend_hours))
+        [job_id], since=now - timedelta(hours=settings.report.trend_hours),
+        projects={job_id: target.project_id})
     live_settings = dataclasses.replace(settings, jobs=(config,))
     report = analyse(snapshot, history, None, live_settings, now=now)
     data: dict[str, Any] = report.to_json()["jobs"][0]
