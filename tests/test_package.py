@@ -366,6 +366,32 @@ def test_a_secret_written_in_the_file_is_warned_of_without_its_value(tmp_path: P
     assert SECRET_CANARY not in "\n".join(lines)
 
 
+def test_a_targets_own_keys_are_encrypted_user_data_or_warned_of(tmp_path: Path) -> None:
+    """A project in another account signs with keys of its own: whatever their ${NAME}s are
+    called, the build lists them for encrypted user data, and keys typed into the file are
+    warned of without their value."""
+    from drs_report.packaging import check_config
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[drs.targets]]\nname = "partner"\nregion = "cn-south-1"\n'
+        'project_id = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"\n'
+        'ak = "${PARTNER_AK}"\nsk = "${PARTNER_S}"\nsecurity_token = "${PARTNER_T}"\n'
+        '[[drs.targets.jobs]]\nid = "9a470239-2308-4bb5-a6bc-1040402fjb21"\n'
+        '[[drs.targets]]\nname = "typed"\nregion = "cn-north-4"\n'
+        'project_id = "1a1b2c3d4e5f60718293a4b5c6d7e8f9"\n'
+        f'ak = "{SECRET_CANARY}AK"\nsk = "{SECRET_CANARY}"\n'
+        '[[drs.targets.jobs]]\nid = "8a470239-2308-4bb5-a6bc-1040402fjb21"\n',
+        encoding="utf-8")
+    lines = check_config(config).describe()
+    listed = {line.split()[0]: line for line in lines if line.startswith("  ${")}
+    for name in ("${PARTNER_AK}", "${PARTNER_S}", "${PARTNER_T}"):
+        assert "encrypted user data" in listed[name], listed[name]
+    warned = [line.split()[1] for line in lines if line.startswith("warning:")]
+    assert warned == ["drs.targets[1].ak", "drs.targets[1].sk"]
+    assert SECRET_CANARY not in "\n".join(lines)
+
+
 def test_a_value_only_the_stand_ins_break_names_them(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[drs]\nregion = "cn-north-4"\nendpoint = "ftp://${DRS_HOST}"\n'
