@@ -433,11 +433,6 @@ def _xml_field(body: bytes, name: str) -> str | None:
     return " ".join(match.group(1).decode("utf-8", "replace").split()) if match else None
 
 
-def _short(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return (text[:160] + "...") if len(text) > 160 else (text or type(error).__name__)
-
-
 def default_endpoint(region: str) -> str:
     return f"https://obs.{region}.myhuaweicloud.com"
 
