@@ -158,3 +158,29 @@ def test_a_stalling_feishu_api_ends_by_the_api_timeout(stall: str) -> None:
         error, took = timed(bot.tenant_token)
     assert isinstance(error, RuntimeError), error
     assert took < API_TIMEOUT + SLACK, f"{stall}: {took:.1f}s against {API_TIMEOUT}s"
+
+
+# -- Apprise: its own threads and per-read timeouts; the attempt still ends by its deadline --
+
+
+def test_a_stalling_apprise_target_ends_the_attempt_by_its_deadline(tmp_path: Path) -> None:
+    pytest.importorskip("apprise")
+    from drs_report.store import Store
+    from tests.test_channels import make_settings
+    from tests.test_hostile_delivery import timed_send
+
+    store = Store.open(f"sqlite:///{tmp_path / 'history.db'}", in_functiongraph=False)
+    store.upgrade()
+    # Apprise reads with a 4 s timeout: a byte every second never trips it.
+    with HostileHTTP(drip(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"y" * 2000,
+                          1.0)) as target:
+        settings = make_settings({"type": "apprise", "name": "other", "timeout": 2,
+                                  "urls": [target.url.replace("http://", "json://")]})
+        try:
+            outcome, took = timed_send(settings, store)
+        finally:
+            store.close()
+        copies = len(target.requests)
+    assert took < 2 + SLACK, f"{took:.1f}s against the channel's 2 s"
+    assert outcome.status != "sent" and "within 2s" in (outcome.reason or ""), outcome
+    assert copies == 1  # possibly delivered: not sent again at once
