@@ -8,13 +8,17 @@ For each target Python (its interpreter from PATH or pyenv; a missing one is rep
 skipped) the zip is built with `--config`, unpacked into a code directory made read-only,
 and each invocation is a new interpreter (`-I -S -B`: nothing but the stdlib and the zip,
 no bytecode written) that imports index and runs one whole cycle against the emulator
-(another process), as a fresh instance's first invocation does. Before each one the
-instance's SQLite working copy is put in place with its schema current, so Alembic stays
-unimported (see `store_sync_step`).
+(another process), as a fresh instance's first invocation does. The history is kept in OBS
+(`store.sync`): the OBS emulator, in a process of its own, holds an SQLite file with its
+schema current (so Alembic stays unimported), put there afresh before each invocation; the
+instance starts with an empty /tmp, so the measured invocation takes the lease, downloads the
+file, and writes it back (see `store_sync_step`). Both emulators require the agency's
+AK/SK and security token from the function's context.
 
 Figures (one JSON line per Python; medians of --runs):
-  first_invocation_s   process start to the handler's return, N jobs with one comparison each
-                       (goal on 3.12: <= 1.0 s)
+  first_invocation_s   process start to the handler's return, N jobs with one comparison each,
+                       the OBS sync included (goal on 3.12: <= 1.0 s)
+  sync_s               of it, the sync's own lease, download and write-back
   no_bytecode_s        the same zip without its __pycache__ directories: what every cold
                        start cost before the zip carried bytecode
   import_index_ms      `import index` alone
@@ -26,20 +30,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import stat
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import AK, PROJECT_ID, SK, emit, emulator_process, fleet_jobs
+from common import AK, FUNCTION_DIR, PROJECT_ID, SK, emit, emulator_process, fleet_jobs
 
 GOAL_SECONDS = {"3.12": 1.0}
 GOAL_RSS_MB = 90.0
+# The agency's temporary credentials carry a security token; OBS and DRS both require it.
+TOKEN = "bench-security-token-drs-report"
+BUCKET = "drs-report"
+KEY = "drs-report/history.db"
+
+_OBS_SERVER = """
+import sys
+sys.path.insert(0, {function_dir!r})
+from drs_report.emulator.obs import ObsEmulator
+obs = ObsEmulator(ak={ak!r}, sk={sk!r}, security_token={token!r}, buckets=[{bucket!r}]).start()
+print(obs.url, flush=True)
+sys.stdin.read()  # serve until the benchmark closes our stdin
+"""
 
 _INVOKE = """
 import json, resource, sys, time
@@ -52,13 +71,14 @@ class Context:
     def getRemainingTimeInMilliSeconds(self): return 300000
     def getSecurityAccessKey(self): return {ak!r}
     def getSecuritySecretKey(self): return {sk!r}
-    def getSecurityToken(self): return ""
+    def getSecurityToken(self): return {token!r}
     def getUserData(self, key): return user_data.get(key, "")
     def getRequestID(self): return "bench"
 summary = index.handler({{"trigger_type": "TIMER", "user_event": ""}}, Context())
 done = time.perf_counter()
 print(json.dumps({{"status": summary["status"], "error": summary.get("error"),
-                  "jobs": summary.get("jobs"), "import_ms": (imported - started) * 1000,
+                  "jobs": summary.get("jobs"), "sync": summary.get("sync"),
+                  "import_ms": (imported - started) * 1000,
                   "handler_s": done - imported, "alembic": "alembic" in sys.modules,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
@@ -71,7 +91,7 @@ def function_config(jobs: int) -> str:
     for job in fleet_jobs(jobs):
         lines += ["[[jobs]]", f'id = "{job["id"]}"',
                   f"compare_jobs = {json.dumps(job['compare_jobs'])}"]
-    # store.url comes as DRS_REPORT_STORE_URL from the user data (store_sync_step).
+    # [store] comes as DRS_REPORT_STORE_* from the user data (store_sync_step).
     lines += ["", "[report]", 'output_dir = "${REPORT_DIR}"', ""]
     return "\n".join(lines)
 
@@ -100,37 +120,68 @@ def read_only_code_dir(zip_path: Path, target: Path, *, bytecode: bool = True) -
 
 
 def current_schema_store(path: Path) -> Path:
-    """An SQLite history with the schema at the newest migration, as the OBS object is once
-    the first run has created it."""
+    """The object OBS holds once the first run has created it: an SQLite history with the
+    schema at the newest migration, gzip-compressed as the synced store writes it."""
     from drs_report.store import Store
+    from drs_report.store.sync import checkpoint, pack_file
 
-    store = Store.open(f"sqlite:///{path}")
+    database = path.with_suffix(".db")
+    store = Store.open(f"sqlite:///{database}")
     try:
         store.upgrade()
     finally:
         store.close()
+    checkpoint(database)
+    pack_file(database, path)
     return path
 
 
-def store_sync_step(seed: Path, instance_tmp: Path) -> dict[str, str]:
+@contextmanager
+def obs_process() -> Iterator[str]:
+    """The OBS emulator in its own process (its CPU not counted as the function's)."""
+    code = _OBS_SERVER.format(function_dir=str(FUNCTION_DIR), ak=AK, sk=SK, token=TOKEN,
+                              bucket=BUCKET)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def store_sync_step(seed: Path, instance_tmp: Path, obs_url: str) -> dict[str, str]:
     """What the instance's store starts from, as the function's user data sees it.
 
-    Today: the current-schema file is copied to the instance's /tmp working copy before the
-    invocation starts, so the figure leaves the download out. Once `store.sync` lands, this
-    step serves `seed` from the OBS emulator instead and returns DRS_REPORT_STORE_SYNC
-    (obs://bucket/key) and DRS_REPORT_STORE_OBS_ENDPOINT, so that the measured invocation
-    includes fetching it (and writing it back)."""
-    working_copy = instance_tmp / "history.db"
-    shutil.copyfile(seed, working_copy)
-    return {"DRS_REPORT_STORE_URL": f"sqlite:///{working_copy}"}
+    The seed object is put into the OBS emulator afresh (and any lease left behind removed),
+    so every invocation starts from the same history; the instance's /tmp holds no working
+    copy, so the invocation fetches the object (lease, GET, inflate) and writes it back
+    (checkpoint, HEAD, gzip, PUT) as a fresh FunctionGraph instance does."""
+    from drs_report.obs.client import ObsClient
+    from drs_report.secrets import Credentials
+    from drs_report.store.sync import OBJECT_TYPE
+
+    client = ObsClient(obs_url, Credentials.of(AK, SK, TOKEN))
+    try:
+        client.delete(BUCKET, f"{KEY}.lease")
+        client.put_file(BUCKET, KEY, seed, content_type=OBJECT_TYPE)
+    finally:
+        client.close()
+    return {"DRS_REPORT_STORE_URL": f"sqlite:///{instance_tmp / 'history.db'}",
+            "DRS_REPORT_STORE_SYNC": f"obs://{BUCKET}/{KEY}",
+            "DRS_REPORT_STORE_OBS_ENDPOINT": obs_url}
 
 
-def invoke(interpreter: Path, code_dir: Path, url: str, seed: Path) -> dict[str, Any]:
+def invoke(interpreter: Path, code_dir: Path, url: str, obs_url: str,
+           seed: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="drs-report-instance-") as tmp:
         instance_tmp = Path(tmp)
         user_data = {"DRS_ENDPOINT": url, "REPORT_DIR": str(instance_tmp / "out"),
-                     **store_sync_step(seed, instance_tmp)}
-        code = _INVOKE.format(code_dir=str(code_dir), user_data=user_data, ak=AK, sk=SK)
+                     **store_sync_step(seed, instance_tmp, obs_url)}
+        code = _INVOKE.format(code_dir=str(code_dir), user_data=user_data, ak=AK, sk=SK,
+                              token=TOKEN)
         env = {"PATH": "/usr/bin:/bin", "RUNTIME_PROJECT_ID": PROJECT_ID,
                "DRS_REPORT_LOG_LEVEL": "WARNING"}
         started = time.perf_counter()
@@ -142,21 +193,27 @@ def invoke(interpreter: Path, code_dir: Path, url: str, seed: Path) -> dict[str,
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["status"] != "ok":
         raise SystemExit(f"invocation returned {result['status']}: {result['error']}")
+    sync = result.get("sync") or {}
+    if sync.get("fetched") != "downloaded" or not sync.get("written_back"):
+        raise SystemExit(f"the invocation did not download and write back the store: {sync}")
     result["process_s"] = wall
+    result["sync_s"] = (sync.get("lease_seconds") or 0) + (sync.get("fetch_seconds") or 0) \
+        + (sync.get("write_back_seconds") or 0)
     return result
 
 
 def measure(python: str, interpreter: Path, jobs: int, runs: int, workdir: Path,
-            seed: Path, *, bytecode: bool = True) -> dict[str, float]:
+            seed: Path, obs_url: str, *, bytecode: bool = True) -> dict[str, float]:
     zip_path = build_zip(python, jobs, workdir)
     code_dir = read_only_code_dir(zip_path, workdir / f"code-{python}-{jobs}-{bytecode}",
                                   bytecode=bytecode)
-    with emulator_process(jobs, 1) as url:
-        results = [invoke(interpreter, code_dir, url, seed) for _ in range(runs)]
+    with emulator_process(jobs, 1, security_token=TOKEN) as url:
+        results = [invoke(interpreter, code_dir, url, obs_url, seed) for _ in range(runs)]
     if any(r["alembic"] for r in results):
         raise SystemExit("alembic was imported although the schema was current")
     return {"process_s": statistics.median(r["process_s"] for r in results),
             "import_ms": statistics.median(r["import_ms"] for r in results),
+            "sync_s": statistics.median(r["sync_s"] for r in results),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "zip_mb": zip_path.stat().st_size / 1024 / 1024}
 
@@ -173,18 +230,20 @@ def main() -> None:
     jobs, rss_jobs, runs = (10, 10, 1) if args.smoke else (args.jobs, args.rss_jobs, args.runs)
     from drs_report.packaging import find_interpreter
 
-    with tempfile.TemporaryDirectory(prefix="drs-report-cold-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="drs-report-cold-") as tmp, \
+            obs_process() as obs_url:
         workdir = Path(tmp)
-        seed = current_schema_store(workdir / "seed.db")
+        seed = current_schema_store(workdir / "seed.db.gz")
         for python in args.python or ["3.12", "3.10"]:
             interpreter = find_interpreter(python)
             if interpreter is None:
                 emit({"benchmark": "cold_start", "python": python,
                       "skipped": f"no Python {python} interpreter (python{python} or pyenv)"})
                 continue
-            cold = measure(python, interpreter, jobs, runs, workdir, seed)
-            bare = measure(python, interpreter, jobs, runs, workdir, seed, bytecode=False)
-            large = measure(python, interpreter, rss_jobs, 1, workdir, seed)
+            cold = measure(python, interpreter, jobs, runs, workdir, seed, obs_url)
+            bare = measure(python, interpreter, jobs, runs, workdir, seed, obs_url,
+                           bytecode=False)
+            large = measure(python, interpreter, rss_jobs, 1, workdir, seed, obs_url)
             goal = GOAL_SECONDS.get(python)
             emit({"benchmark": "cold_start", "python": python, "jobs": jobs,
                   "first_invocation_s": round(cold["process_s"], 3),
@@ -195,7 +254,8 @@ def main() -> None:
                   "peak_rss_mb": round(cold["peak_rss_mb"], 1), "goal_rss_mb": GOAL_RSS_MB,
                   "rss_jobs": rss_jobs, "peak_rss_large_mb": round(large["peak_rss_mb"], 1),
                   "zip_mb": round(cold["zip_mb"], 1), "runs": runs,
-                  "store_sync": "working copy placed before the run (OBS sync not yet in)"})
+                  "sync_s": round(cold["sync_s"], 3),
+                  "store_sync": "fetched from the OBS emulator and written back"})
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ sys.path.insert(0, {function_dir!r})
 from drs_report.emulator import Emulator, Faults, generated_fleet
 faults = Faults(latency_ms={latency_ms}, rate_limit={rate_limit}, seed=1)
 emulator = Emulator(ak={ak!r}, sk={sk!r}, project_id={project_id!r},
+                    security_token={security_token!r},
                     scenario=generated_fleet({jobs}, {comparisons}, seed={seed}),
                     faults=faults).start()
 print(emulator.url, flush=True)
@@ -36,10 +37,12 @@ sys.stdin.read()  # serve until the benchmark closes our stdin
 @contextmanager
 def emulator_process(jobs: int, comparisons: int = 1, *, latency_ms: float = 0.0,
                      rate_limit: float | None = None, project_id: str = PROJECT_ID,
-                     seed: int = 7) -> Iterator[str]:
-    """The emulator in its own process, so its CPU is not counted as the client's."""
+                     seed: int = 7, security_token: str | None = None) -> Iterator[str]:
+    """The emulator in its own process, so its CPU is not counted as the client's; with
+    `security_token`, every request must carry it (as agency credentials do)."""
     code = _SERVER.format(function_dir=str(FUNCTION_DIR), latency_ms=latency_ms,
                           rate_limit=rate_limit, ak=AK, sk=SK, project_id=project_id,
+                          security_token=security_token,
                           jobs=jobs, comparisons=comparisons, seed=seed)
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)

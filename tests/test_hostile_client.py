@@ -427,3 +427,73 @@ def test_an_echoing_gateway_leaks_nothing_into_a_whole_run(tmp_path: Path, store
     for where, text in places.items():
         for canary in CANARIES:
             assert canary not in text, f"{canary} leaked into {where}"
+
+
+# -- lone surrogates: a "\ud800" escape in an answer cannot break an output ------------------
+
+
+def surrogate_answer(request: RawRequest, conn: Connection) -> None:
+    """A failed job whose error text, state and table name carry lone surrogate escapes
+    (valid JSON, not encodable as UTF-8), and a properly paired one (an emoji)."""
+    if not request.path.endswith("/batch-progress"):
+        route()(request, conn)
+        return
+    result = {"job_id": JOB, "transfer_status": "INCRE_TRANSFER_FAILED",
+              "error_code": "DRS.M05004", "error_msg": "LONE_HIGH broken LONE_LOW row PAIR",
+              "task_mode": "FULL_INCR_TRANS", "progress": "50"}
+    body = json.dumps({"results": [result]}).replace("LONE_HIGH", "\\ud800") \
+        .replace("LONE_LOW", "\\udfff").replace("PAIR", "\\ud83d\\ude00")
+    answer(200, body.encode())(request, conn)
+
+
+def test_a_lone_surrogate_is_replaced_where_it_enters() -> None:
+    from drs_report.answers import decode_json
+
+    assert decode_json(b'{"a": ["x\\ud800y", {"\\udc00": "\\ud83d\\ude00"}]}') == \
+        {"a": ["x\ufffdy", {"\ufffd": "\U0001f600"}]}
+    # The same code points sent as raw (CESU-8) bytes decode the same way.
+    assert decode_json(b'{"a": "x\xed\xa0\x80y"}') == {"a": "x\ufffdy"}
+
+
+def test_lone_surrogates_reach_no_output_unencodable(tmp_path: Path, store_url: str) -> None:
+    from aiosmtpd.controller import Controller
+
+    from drs_report.pipeline import run_cycle
+    from tests.fixtures.hostile import answer as ok_answer
+    from tests.fixtures.receivers import MailServer, _MailHandler, free_port
+    from tests.test_secrets import dump_database
+
+    mail_server = MailServer("127.0.0.1", free_port(), "none", None)
+    relay = Controller(_MailHandler(mail_server), hostname="127.0.0.1", port=mail_server.port)
+    relay.start()
+    with HostileHTTP(surrogate_answer) as gateway, \
+            HostileHTTP(ok_answer(200, {"ok": True})) as receiver:
+        settings = parse_settings({
+            "drs": {"region": "cn-north-4", "project_id": PROJECT_ID, "endpoint": gateway.url,
+                    "backoff_base": 0.01, "max_retries": 0},
+            "jobs": [{"id": JOB, "compare_jobs": [COMPARE]}],
+            "store": {"url": store_url}, "report": {"output_dir": str(tmp_path / "out")},
+            "channels": [
+                {"type": "webhook", "name": "hook", "url": receiver.url + "/hook"},
+                {"type": "smtp", "name": "mail", "host": mail_server.host,
+                 "port": mail_server.port, "security": "none", "from": "drs@example.com",
+                 "to": ["dba@example.com"]}],
+        }, {})
+        try:
+            result = run_cycle(settings, canary_credentials())
+        finally:
+            relay.stop()
+        sent = [r.body for r in receiver.requests]
+    assert [d.status for d in result.deliveries] == ["sent", "sent"], result.deliveries
+    reports = {p.name: p.read_bytes().decode("utf-8") for p in (tmp_path / "out").iterdir()}
+    expected = "\ufffd broken \ufffd row \U0001f600"
+    assert expected in json.dumps(json.loads(reports["report.json"]), ensure_ascii=False)
+    assert expected in reports["report.md"]
+    body = sent[0].decode("utf-8")
+    assert expected in json.dumps(json.loads(body), ensure_ascii=False)
+    (_, mail), = mail_server.messages
+    assert expected in mail.get_body(("plain",)).get_content()
+    dump = dump_database(store_url)
+    assert "broken" in dump
+    for where, text in {**reports, "webhook body": body, "database": dump}.items():
+        assert not any("\ud800" <= c <= "\udfff" for c in text), where

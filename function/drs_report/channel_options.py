@@ -65,6 +65,7 @@ CHANNEL_OPTIONS: dict[str, dict[str, OptionSpec]] = {
     "apprise": {
         "urls": ("list", True, None),
         "max_bytes": ("int", False, 4096),
+        "timeout": ("float", False, 30.0),
         "language": ("str", False, None),
     },
 }

@@ -216,7 +216,7 @@ def run_cycle(
         with _failed_runs_closed(store):
             return _cycle(settings, credentials, store, **kwargs)
     if settings.store.sync:
-        return _synced_cycle(settings, credentials, **kwargs)
+        return _synced_cycle(settings, credentials, hard_deadline=hard_deadline, **kwargs)
     opened = _open_for_dry_run(settings.store.url) if dry_run else \
         Store.open(settings.store.url)
     try:
@@ -275,13 +275,15 @@ def _close_abandoned(store: Store, run_id: int, now: datetime) -> None:
                     gone.started_at.isoformat(timespec="seconds"), ended)
 
 
-def _synced_cycle(settings: Settings, credentials: Credentials, **kwargs: Any) -> RunResult:
-    """The cycle on the SQLite file kept in OBS: lease, fetch, run, write back, release."""
+def _synced_cycle(settings: Settings, credentials: Credentials, *,
+                  hard_deadline: float | None, **kwargs: Any) -> RunResult:
+    """The cycle on the SQLite file kept in OBS: lease, fetch, run, write back, release.
+    No OBS request outlives `hard_deadline` (the platform's, when it kills the run)."""
     from drs_report.store.sync import synced_store
 
     with synced_store(settings, credentials, trigger=kwargs["trigger"],
-                      ttl_seconds=kwargs["lease_seconds"], dry_run=kwargs["dry_run"]
-                      ) as synced, _failed_runs_closed(synced.store):
+                      ttl_seconds=kwargs["lease_seconds"], dry_run=kwargs["dry_run"],
+                      deadline=hard_deadline) as synced, _failed_runs_closed(synced.store):
         result = _cycle(settings, credentials, synced.store, downsample=True,
                         before_writes=synced.confirm, **kwargs)
     # The write-back is done once the block has closed.

@@ -182,6 +182,13 @@ def watching(deadline: float) -> Iterator[Watch]:
         watch.cancel()
 
 
+def cut() -> bool:
+    """Whether the request running on this thread was cut at its deadline: a body without
+    a length then reads as complete, so check before trusting one."""
+    watch = _current()
+    return watch is not None and watch.fired
+
+
 def attach(sock: socket.socket) -> None:
     """Put `sock` under the deadline of the request running on this thread, if any."""
     watch = _current()

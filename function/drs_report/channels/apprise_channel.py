@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drs_report.channels.base import Channel, PermanentError, TransientError, reveal
 from drs_report.message import Message
 from drs_report.render import render_chat, render_subject
@@ -19,16 +21,41 @@ class AppriseChannel(Channel):
                            run_id=message.run_id).encode()
 
     def send(self, message: Message, *, deadline: float | None = None) -> None:
-        # Apprise makes its own requests: its own timeouts bound them, not `deadline`.
+        """Apprise makes its own requests, on threads of its own and under per-read
+        timeouts only, so wire.py's deadline cannot reach its sockets. The attempt still
+        ends by its deadline: Apprise runs on a thread of ours, and past the deadline the
+        attempt gives up waiting (possibly delivered, so not retried at once)."""
+        import threading
+        import time
+
         import apprise
 
+        until = self.attempt_deadline(deadline)
         notifier = apprise.Apprise()
         for url in self.options["urls"]:
             if not notifier.add(reveal(url)):
                 raise PermanentError("Apprise did not accept one of the configured URLs")
-        ok = notifier.notify(title=render_subject(message.report, language=message.language),
-                             body=self.payload_bytes(message).decode(),
-                             body_format=apprise.NotifyFormat.MARKDOWN)
-        if not ok:
+        title = render_subject(message.report, language=message.language)
+        body = self.payload_bytes(message).decode()
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def notify() -> None:
+            try:
+                outcome["ok"] = bool(notifier.notify(
+                    title=title, body=body, body_format=apprise.NotifyFormat.MARKDOWN))
+            except BaseException as e:  # handed to the attempt below
+                outcome["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=notify, name="drs-apprise", daemon=True).start()
+        if not done.wait(max(until - time.monotonic(), 0.0)):
+            raise TransientError(f"Apprise did not finish within {self.timeout:g}s (the "
+                                 "attempt's deadline); it may still deliver the message",
+                                 handed_over=True)
+        if "error" in outcome:
+            raise outcome["error"]
+        if not outcome["ok"]:
             # Apprise does not tell transient from permanent; let the next attempt decide.
             raise TransientError("Apprise reported a failed notification")

@@ -8,6 +8,10 @@ Objects go to and from disk in 1 MiB chunks, never whole in memory; `inflate=Tru
 gzip body inflated as it arrives (the synced store keeps its file compressed).
 500/502/503/504, resets (also mid-body) and timeouts are retried with backoff; a downloaded
 body is checked against its Content-Length and, for single-PUT objects, its ETag (the MD5).
+Every try ends by an absolute wall-clock deadline (wire.py), whatever the server does (an
+endless chunked body, a byte every few seconds, endless headers): connect + read timeout
+for the small calls, TRANSFER_SECONDS for a file's GET or PUT, never after the run's
+`deadline`; an answer cut there is closed, never drained.
 TLS is verified (a CA bundle may be given). Real endpoints are addressed virtual-hosted
 (BUCKET.obs.REGION...), an IP or localhost endpoint path-style
 (http://127.0.0.1:PORT/BUCKET/KEY), which is what the emulator serves. Errors are ObsError:
@@ -28,17 +32,19 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
+from http.client import HTTPException
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from drs_report import logs
+from drs_report import logs, wire
 from drs_report.errors import StoreError
 from drs_report.obs import signature
 from drs_report.secrets import Credentials
 
 if TYPE_CHECKING:
     import requests
+    from urllib3 import BaseHTTPResponse
 
 log = logs.get_logger("obs")
 T = TypeVar("T")
@@ -47,6 +53,10 @@ CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 RETRIED_STATUSES = frozenset({500, 502, 503, 504})
 MAX_ERROR_BODY = 64 << 10
+# A file's GET or PUT (the synced store, 36 MB compressed at 5,000 jobs) ends within this
+# many seconds per try, and never after the run's deadline; the other calls within
+# connect_timeout + read_timeout.
+TRANSFER_SECONDS = 300.0
 # What each call needs in the bucket policy or IAM (the names of OBS's fine-grained actions).
 PERMISSIONS = {"GET": "obs:object:GetObject", "HEAD": "obs:object:GetObject",
                "PUT": "obs:object:PutObject", "DELETE": "obs:object:DeleteObject"}
@@ -90,13 +100,15 @@ class ObsClient:
     def __init__(self, endpoint: str, credentials: Credentials, *, verify: bool | str = True,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  max_retries: int = 4, backoff_base: float = 0.2, backoff_max: float = 5.0,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, deadline: float | None = None,
+                 transfer_seconds: float = TRANSFER_SECONDS) -> None:
         import requests
 
         split = urlsplit(endpoint.rstrip("/"))
         if split.scheme not in ("http", "https") or not split.hostname:
             raise ValueError(endpoint)
         self.endpoint = endpoint.rstrip("/")
+        self._host = split.hostname
         self._scheme = split.scheme
         self._netloc = split.netloc
         self._path_style = _path_style(split.hostname)
@@ -105,6 +117,10 @@ class ObsClient:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        # time.monotonic() by which every request must be over (the run's); None: no bound
+        # but each try's own.
+        self.deadline = deadline
+        self.transfer_seconds = transfer_seconds
         self._own_session = session is None
         self._session = session or requests.Session()
         self._session.verify = verify
@@ -143,7 +159,7 @@ class ObsClient:
 
         def attempt() -> ObjectInfo | None:
             with self._request("HEAD", bucket, key, {}, ok=(200, 404)) as response:
-                if response.status_code == 404:
+                if response.status == 404:
                     return None
                 return _info(response)
 
@@ -163,17 +179,17 @@ class ObsClient:
 
         def attempt() -> ObjectInfo | None:
             with self._request("GET", bucket, key, headers, ok=(200, 304, 404),
-                               stream=True) as response:
-                if response.status_code == 404:
+                               transfer=True) as response:
+                if response.status == 404:
                     return None
                 info = _info(response)
-                if response.status_code == 304:
+                if response.status == 304:
                     return ObjectInfo(info.etag or if_none_match, info.size, not_modified=True)
                 md5 = hashlib.md5(usedforsecurity=False)
                 received = 0
                 inflater: Any = None
                 with part.open("wb") as out:
-                    for chunk in response.raw.stream(CHUNK, decode_content=False):
+                    for chunk in response.stream(CHUNK, decode_content=False):
                         md5.update(chunk)
                         received += len(chunk)
                         if inflater is None and inflate and chunk[:2] == GZIP_MAGIC:
@@ -191,6 +207,7 @@ class ObsClient:
                 etag = (info.etag or "").strip('"')
                 if re.fullmatch(r"[0-9a-f]{32}", etag) and md5.hexdigest() != etag:
                     raise _Transient("body does not match its ETag (MD5)")
+                _not_cut()
                 part.replace(path)
                 return ObjectInfo(info.etag, received)
 
@@ -204,16 +221,17 @@ class ObsClient:
         """A small object (a lease) whole; None when there is no such object."""
 
         def attempt() -> tuple[bytes, ObjectInfo] | None:
-            with self._request("GET", bucket, key, {}, ok=(200, 404), stream=True) as response:
-                if response.status_code == 404:
+            with self._request("GET", bucket, key, {}, ok=(200, 404)) as response:
+                if response.status == 404:
                     return None
-                data = response.raw.read(limit + 1, decode_content=False)
+                data = response.read(limit + 1, decode_content=False)
                 if len(data) > limit:
                     raise ObsError(f"obs://{bucket}/{key} is larger than {limit} bytes; "
                                    "it is not an object drs-report wrote", status=200)
                 info = _info(response)
                 if info.size is not None and len(data) != info.size:
                     raise _Transient(f"body ended after {len(data)} of {info.size} bytes")
+                _not_cut()
                 return data, info
 
         return self._retrying("GET", bucket, key, attempt)
@@ -231,8 +249,8 @@ class ObsClient:
                    "Content-MD5": base64.b64encode(md5.digest()).decode()}
 
         def attempt() -> ObjectInfo:
-            with path.open("rb") as body, self._request("PUT", bucket, key, headers,
-                                                        ok=(200,), data=body) as response:
+            with path.open("rb") as body, self._request("PUT", bucket, key, headers, ok=(200,),
+                                                        data=body, transfer=True) as response:
                 return ObjectInfo(_info(response).etag, size)
 
         return self._retrying("PUT", bucket, key, attempt)
@@ -260,9 +278,6 @@ class ObsClient:
 
     def _retrying(self, method: str, bucket: str, key: str, attempt: Callable[[], T]
                   ) -> T:
-        import requests
-        import urllib3
-
         tries = 0
         while True:
             tries += 1
@@ -270,51 +285,99 @@ class ObsClient:
                 return attempt()
             except _Transient as e:
                 why = str(e)
-            except requests.exceptions.Timeout:
-                why = f"no answer within {self.timeout[1]:g}s"
-            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                    urllib3.exceptions.HTTPError, ConnectionError) as e:
-                if isinstance(e, requests.exceptions.SSLError):
-                    raise ObsError(f"TLS failed for {self.endpoint} ({_short(e)}); check "
-                                   "store.obs_endpoint and drs.ca_bundle") from None
-                why = f"connection failed: {_short(e)}"
             if tries > self.max_retries:
                 raise ObsError(f"{method} obs://{bucket}/{key} failed after {tries} tries: "
                                f"{why}; check store.obs_endpoint and the network") from None
             ceiling = min(self.backoff_max, self.backoff_base * 2 ** (tries - 1))
             delay = random.uniform(ceiling / 2, ceiling)
+            if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+                raise ObsError(f"{method} obs://{bucket}/{key} failed: {why}; the run's time "
+                               "was up before another try") from None
             log.info("OBS %s obs://%s/%s: %s; retrying in %.1fs", method, bucket, key, why,
                      delay)
             time.sleep(delay)
 
+    def _try_deadline(self, method: str, bucket: str, key: str, transfer: bool) -> float:
+        connect, read = self.timeout
+        deadline = time.monotonic() + (self.transfer_seconds if transfer else connect + read)
+        if self.deadline is not None:
+            if self.deadline <= time.monotonic():
+                raise ObsError(f"{method} obs://{bucket}/{key} not sent: the run's time was "
+                               "up")
+            deadline = min(deadline, self.deadline)
+        return deadline
+
     @contextmanager
     def _request(self, method: str, bucket: str, key: str, headers: Mapping[str, str], *,
-                 ok: tuple[int, ...], stream: bool = False,
-                 data: bytes | IO[bytes] | None = None) -> Iterator[requests.Response]:
+                 ok: tuple[int, ...], transfer: bool = False,
+                 data: bytes | IO[bytes] | None = None) -> Iterator[BaseHTTPResponse]:
+        """One try, over by its deadline: the answer's status checked, its body (read by
+        the caller inside the block) cut at the deadline; network failures as _Transient
+        (TLS ones as ObsError: trying again cannot help)."""
+        import urllib3
+
         url = self.url_for(bucket, key)
         signed = self._signed(method, bucket, key, headers)
+        deadline = self._try_deadline(method, bucket, key, transfer)
+        connect, read = self.timeout
+        left = deadline - time.monotonic()
         self.requests_sent += 1
-        response = self._session.request(method, url, headers=signed, data=data,
-                                         stream=stream, timeout=self.timeout,
-                                         allow_redirects=False)
-        status = response.status_code
-        body = b""
-        if status not in ok or status == 404:
+        pool = wire.pool_for(self._session, url)
+        response: BaseHTTPResponse | None = None
+        complete = False
+        with wire.watching(deadline) as watch:
             try:
-                body = response.raw.read(MAX_ERROR_BODY, decode_content=True) \
-                    if method != "HEAD" else b""
-            except Exception:  # the error body is a courtesy; its status says enough
+                response = pool.urlopen(
+                    method, urlsplit(url).path, body=data, headers=signed, retries=False,
+                    redirect=False, preload_content=False, assert_same_host=False,
+                    timeout=urllib3.Timeout(connect=min(connect, left),
+                                            read=min(read, left)))
+                _not_cut()  # headers cut short read as a whole head
+                status = response.status
                 body = b""
-        code = _xml_field(body, "Code") or response.headers.get("x-obs-error-code")
-        # A missing object is an answer; a missing bucket is a configuration error.
-        if status in ok and not (status == 404 and code == "NoSuchBucket"):
-            try:
-                yield response
+                if status not in ok or status == 404:
+                    try:
+                        body = response.read(MAX_ERROR_BODY, decode_content=True) \
+                            if method != "HEAD" else b""
+                    except Exception:  # the error body is a courtesy; its status says enough
+                        body = b""
+                    _not_cut()
+                code = _xml_field(body, "Code") or response.headers.get("x-obs-error-code")
+                # A missing object is an answer; a missing bucket is a configuration error.
+                if status in ok and not (status == 404 and code == "NoSuchBucket"):
+                    yield response
+                    _not_cut()
+                    complete = method == "HEAD" or status in (204, 304) or \
+                        response.length_remaining == 0
+                    return
+                message = _xml_field(body, "Message") or \
+                    response.headers.get("x-obs-error-message")
+                self._refused(method, bucket, key, status, code, message)
+            except (urllib3.exceptions.HTTPError, HTTPException, ConnectionError,
+                    TimeoutError) as e:
+                raise self._network_failure(e, watch, left) from None
             finally:
-                response.close()
-            return
-        response.close()
-        message = _xml_field(body, "Message") or response.headers.get("x-obs-error-message")
+                watch.cancel()  # before the connection goes back to the pool
+                if response is not None:
+                    if not complete:
+                        response.close()  # close, never drain: the rest may be endless
+                    response.release_conn()
+
+    def _network_failure(self, error: BaseException, watch: wire.Watch,
+                         left: float) -> Exception:
+        connect, read = self.timeout
+        if watch.fired:
+            return _Transient(f"no complete answer from {self._host} within "
+                              f"{round(left, 1):g}s (deadline)")
+        failure = wire.classify(error, self._host, connect_timeout=min(connect, left),
+                                read_timeout=min(read, left))
+        if failure.kind in ("tls", "tls_untrusted"):
+            return ObsError(f"TLS failed for {self.endpoint} ({failure}); check "
+                            "store.obs_endpoint and drs.ca_bundle")
+        return _Transient(str(failure))
+
+    def _refused(self, method: str, bucket: str, key: str, status: int, code: str | None,
+                 message: str | None) -> None:
         if status in RETRIED_STATUSES:
             raise _Transient(f"HTTP {status} {code or ''}".strip())
         where = f"obs://{bucket}/{key}"
@@ -350,7 +413,14 @@ class _Transient(Exception):
     """A failure worth another try: 5xx, a body cut short."""
 
 
-def _info(response: requests.Response) -> ObjectInfo:
+def _not_cut() -> None:
+    """Raise if this thread's request was cut at its deadline (wire.py): a body without a
+    length, or a head, then reads as complete."""
+    if wire.cut():
+        raise ConnectionAbortedError("cut at the deadline")
+
+
+def _info(response: BaseHTTPResponse) -> ObjectInfo:
     length = response.headers.get("Content-Length")
     return ObjectInfo(response.headers.get("ETag"),
                       int(length) if length and length.isdigit() else None)
@@ -361,11 +431,6 @@ def _xml_field(body: bytes, name: str) -> str | None:
     # expansion, on a body that is already size-limited.
     match = re.search(rf"<{name}>([^<]{{0,500}})</{name}>".encode(), body)
     return " ".join(match.group(1).decode("utf-8", "replace").split()) if match else None
-
-
-def _short(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return (text[:160] + "...") if len(text) > 160 else (text or type(error).__name__)
 
 
 def default_endpoint(region: str) -> str:

@@ -110,14 +110,16 @@ def sqlite_path(url: str) -> Path:
     return Path(database)
 
 
-def obs_client(settings: Settings, credentials: Credentials) -> ObsClient:
+def obs_client(settings: Settings, credentials: Credentials, *,
+               deadline: float | None = None) -> ObsClient:
+    """The client of the synced store; no request of it outlives `deadline` (monotonic)."""
     from drs_report.obs.client import ObsClient, verify_setting
 
     return ObsClient(settings.store.obs_endpoint or
                      f"https://obs.{settings.drs.region}.myhuaweicloud.com", credentials,
                      verify=verify_setting(settings.drs.verify_tls, settings.drs.ca_bundle),
                      connect_timeout=settings.drs.connect_timeout,
-                     read_timeout=settings.drs.read_timeout)
+                     read_timeout=settings.drs.read_timeout, deadline=deadline)
 
 
 class _Background:
@@ -146,13 +148,14 @@ class _Background:
 @contextmanager
 def synced_store(settings: Settings, credentials: Credentials, *, trigger: str,
                  ttl_seconds: float, dry_run: bool = False,
-                 client: ObsClient | None = None) -> Iterator[SyncedStore]:
+                 client: ObsClient | None = None,
+                 deadline: float | None = None) -> Iterator[SyncedStore]:
     from drs_report.obs.client import parse_url
     from drs_report.store import Store
 
     assert settings.store.sync is not None
     bucket, key = parse_url(settings.store.sync)
-    client = client or obs_client(settings, credentials)
+    client = client or obs_client(settings, credentials, deadline=deadline)
     path = sqlite_path(settings.store.url)
     stats = SyncStats(where=settings.store.sync)
     if dry_run:

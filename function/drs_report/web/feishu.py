@@ -10,7 +10,8 @@ through Feishu's message API.
                        an interactive card, with the app's tenant_access_token
 
 Feishu re-delivers an event it did not see acknowledged; each event id is answered once per
-instance. The HTTP answer is an empty JSON object either way.
+instance. The HTTP answer is an empty JSON object either way. Each call to Feishu's API ends
+within API_TIMEOUT seconds of wall-clock time, whatever Feishu's side does (wire.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from drs_report import logs
 from drs_report.config import Settings
@@ -36,7 +37,8 @@ from drs_report.web.http import HttpError, Request, Response
 log = logs.get_logger("web.feishu")
 
 WINDOW_SECONDS = 3600
-API_TIMEOUT = 2.0
+API_TIMEOUT = 2.0  # seconds: one call to Feishu's API, start to end
+MAX_API_ANSWER = 1 << 20  # a token or a reply receipt is a few hundred bytes
 _MENTION = re.compile(r"@_user_\d+")
 _MESSAGE_ID = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
 DIALECT = Dialect("feishu", chat_inert, bold=lambda s: f"**{s}**",
@@ -192,19 +194,30 @@ class FeishuBot:
 
     def _post(self, path: str, body: dict[str, Any], token: str | None = None
               ) -> dict[str, Any]:
+        from drs_report import wire
+
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        response = self._http().post(self.settings.web.feishu_api + path, headers=headers,
-                                     data=json.dumps(body).encode(), timeout=API_TIMEOUT,
-                                     allow_redirects=False)
+        url = self.settings.web.feishu_api + path
+        split = urlsplit(url)
+        target = split.path + (f"?{split.query}" if split.query else "")
         try:
-            data = response.json()
-        except ValueError:
+            answer = wire.send(wire.pool_for(self._http(), url), "POST", target,
+                               body=json.dumps(body).encode(), headers=headers,
+                               host=split.netloc, connect_timeout=API_TIMEOUT,
+                               read_timeout=API_TIMEOUT,
+                               deadline=time.monotonic() + API_TIMEOUT,
+                               max_bytes=MAX_API_ANSWER)
+        except wire.WireError as e:
+            raise RuntimeError(str(e)) from None
+        try:  # not answers.decode_json: it would mask the tenant token we need
+            data = {} if answer.truncated else json.loads(answer.body)
+        except (ValueError, RecursionError):
             data = {}
-        if response.status_code != 200 or not isinstance(data, dict) or data.get("code") != 0:
+        if answer.status != 200 or not isinstance(data, dict) or data.get("code") != 0:
             code = data.get("code") if isinstance(data, dict) else None
-            raise RuntimeError(f"HTTP {response.status_code}, code {code}")
+            raise RuntimeError(f"HTTP {answer.status}, code {code}")
         return data
 
     def reply(self, message_id: str, card: dict[str, Any]) -> None:
