@@ -4,6 +4,7 @@ one store, one target's outage confined to its own jobs, and history from before
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,9 @@ def test_three_targets_one_throttling_one_down_make_one_report_and_one_store(
     # Collapsible per target (the inliner writes the attribute as open="").
     assert f'<details class="target" open="" data-target="{NAMES[2]}">' in html
     assert f'data-unread-target="{NAMES[2]}"' in html
+    # The healthy jobs' table has a row per target that has healthy jobs, in order.
+    assert re.findall(r'<tr[^>]*class="target"[^>]*data-target="([^"]+)"', html) == [
+        NAMES[0], NAMES[1]]
     md = result.outputs["md"].read_text(encoding="utf-8")
     assert f"### {NAMES[2]}" in md  # a heading per target
     txt = result.outputs["txt"].read_text(encoding="utf-8")
