@@ -377,6 +377,24 @@ def test_sqlite_goes_to_tmp_inside_functiongraph(caplog: pytest.LogCaptureFixtur
     store.close()
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+def test_a_database_in_memory_stays_in_memory_inside_functiongraph(url: str) -> None:
+    """A dry run reads a history that does not exist yet as an empty one in memory; inside
+    FunctionGraph that must not become a file in /tmp (a dry run writes nothing)."""
+    from drs_report.store.engine import runtime_url
+
+    assert runtime_url(url, in_functiongraph=True) == url
+    store = Store.open(url, in_functiongraph=True)
+    try:
+        store.upgrade()
+        assert store.current_revision() == SCHEMA_HEAD
+        with store.engine.connect() as conn:
+            files = [row[2] for row in conn.execute(text("PRAGMA database_list"))]
+        assert files and all(f == "" for f in files), files  # "": a database with no file
+    finally:
+        store.close()
+
+
 def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'h.db'}", in_functiongraph=False)
     with store.engine.connect() as conn:

@@ -61,9 +61,9 @@ def runtime_url(url: str, *, in_functiongraph: bool | None = None) -> str:
         parsed = make_url(url)
     except ArgumentError:
         return url
-    database = parsed.database or "drs-report.db"
-    if database == ":memory:" or database.startswith("/tmp/"):
-        return url
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("/tmp/"):
+        return url  # `sqlite://` is a database in memory (a dry run's empty history), no file
     return parsed.set(database=str(Path("/tmp") / Path(database).name)).render_as_string(
         hide_password=False)
 
