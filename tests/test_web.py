@@ -610,3 +610,19 @@ def test_folding_counts_the_lines_never_formatted() -> None:
     answer = Answer("*t*", [Block(["• a job"] * 10, more=lambda n: f"and {n} more",
                                   foldable=True, hidden=990)])
     assert fit(answer, DIALECT)[-1].endswith("• a job\nand 990 more")
+
+
+def test_chat_ops_say_one_job_in_the_singular_and_chinese_in_its_own_words() -> None:
+    from drs_report.web.commands import ChatWords
+    from drs_report.web.dingtalk import DIALECT
+
+    english = ChatWords("en-us", "UTC")
+    assert english.say(DIALECT, "status.all_ok", n=1) == "The job is healthy."
+    assert english.say(DIALECT, "status.all_ok", n=3) == "All 3 jobs are healthy."
+    assert english.say(DIALECT, "history.readings", n=1, first="a", last="b") == \
+        "1 reading, a to b"
+    assert english.say(DIALECT, "problems.more", n=1).startswith("and 1 more problem;")
+    chinese = ChatWords("zh-cn", "UTC")
+    for n in (1, 2):
+        said = chinese.say(DIALECT, "status.all_ok", n=n)
+        assert str(n) in said and "healthy" not in said, said

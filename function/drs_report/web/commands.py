@@ -81,7 +81,10 @@ def _messages(language: str) -> dict[str, str]:
         "utf-8")
     data: dict[str, str] = json.loads(text)
     if language != "en-us":
-        return {**_messages("en-us"), **data}
+        # English fills a missing key, but not its singular form: a language without one
+        # (Chinese has no plural) says "1" with its own words.
+        english = {k: v for k, v in _messages("en-us").items() if not k.endswith(".one")}
+        return {**english, **data}
     return data
 
 
@@ -99,7 +102,9 @@ class ChatWords(Words):
     def say(self, dialect: Dialect, key: str, **params: Any) -> str:
         """Our words in the chat's markup, with every value (API text, the asker's words)
         made inert by the chat's escaper."""
-        template = dialect.words(self.messages.get(f"web.{key}", key))
+        singular = f"web.{key}.one" if params.get("n") == 1 else None
+        chosen = singular if singular in self.messages else f"web.{key}"
+        template = dialect.words(self.messages.get(chosen, key))
         try:
             return template.format(**{k: dialect.esc(v) for k, v in params.items()})
         except (KeyError, IndexError, ValueError):
