@@ -33,7 +33,6 @@ import json
 import stat
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -42,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import AK, FUNCTION_DIR, PROJECT_ID, SK, emit, emulator_process, fleet_jobs
+from common import AK, FUNCTION_DIR, PROJECT_ID, SK, emit, emulator_process, fleet_jobs, served_by
 
 GOAL_SECONDS = {"3.12": 1.0}
 GOAL_RSS_MB = 90.0
@@ -141,15 +140,8 @@ def obs_process() -> Iterator[str]:
     """The OBS emulator in its own process (its CPU not counted as the function's)."""
     code = _OBS_SERVER.format(function_dir=str(FUNCTION_DIR), ak=AK, sk=SK, token=TOKEN,
                               bucket=BUCKET)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=30)
+    with served_by(code) as url:
+        yield url
 
 
 def store_sync_step(seed: Path, instance_tmp: Path, obs_url: str) -> dict[str, str]:

@@ -44,6 +44,14 @@ def emulator_process(jobs: int, comparisons: int = 1, *, latency_ms: float = 0.0
                           rate_limit=rate_limit, ak=AK, sk=SK, project_id=project_id,
                           security_token=security_token,
                           jobs=jobs, comparisons=comparisons, seed=seed)
+    with served_by(code) as url:
+        yield url
+
+
+@contextmanager
+def served_by(code: str) -> Iterator[str]:
+    """A server in a Python process of its own running `code`, which prints its URL and
+    serves until its stdin closes: the URL, for as long as the block runs."""
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from common import AK, FUNCTION_DIR, PROJECT_ID, SK, emit
+from common import AK, FUNCTION_DIR, PROJECT_ID, SK, emit, served_by
 
 _OBS_SERVER = """
 import sys
@@ -271,22 +271,13 @@ def main() -> None:
     days = 40 if args.smoke else args.days
     code = _OBS_SERVER.format(function_dir=str(FUNCTION_DIR), ak=AK, sk=SK,
                               latency_ms=args.latency_ms, mbps=args.mbps)
-    server = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
-        with tempfile.TemporaryDirectory() as tmp:
-            if args.cold_run:
-                emit(cold_run(10 if args.smoke else args.cold_jobs, url, Path(tmp),
-                              args.drs_latency_ms))
-                return
-            for jobs in sizes:
-                emit(measure(jobs, days, url, Path(tmp)))
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(timeout=30)
+    with served_by(code) as url, tempfile.TemporaryDirectory() as tmp:
+        if args.cold_run:
+            emit(cold_run(10 if args.smoke else args.cold_jobs, url, Path(tmp),
+                          args.drs_latency_ms))
+            return
+        for jobs in sizes:
+            emit(measure(jobs, days, url, Path(tmp)))
 
 
 if __name__ == "__main__":
