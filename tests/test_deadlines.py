@@ -21,6 +21,7 @@ from tests.fixtures.emulator import canary_credentials
 from tests.fixtures.hostile import (
     Behaviour,
     HostileHTTP,
+    answer,
     drip,
     endless_chunked,
     endless_headers,
@@ -184,3 +185,82 @@ def test_a_stalling_apprise_target_ends_the_attempt_by_its_deadline(tmp_path: Pa
     assert took < 2 + SLACK, f"{took:.1f}s against the channel's 2 s"
     assert outcome.status != "sent" and "within 2s" in (outcome.reason or ""), outcome
     assert copies == 1  # possibly delivered: not sent again at once
+
+
+# -- DNS: the lookup is part of the request --------------------------------------------------
+
+
+def _resolver(monkeypatch: pytest.MonkeyPatch, names: dict[str, Callable[[int], Any]]) -> None:
+    """The system resolver, except for the names given: what cannot run here (a DNS server
+    that takes its time, a name with two addresses) stands in at getaddrinfo."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in names:
+            return names[host](int(port))
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def _get(url: str, *, deadline_s: float, verify: Any = True) -> Any:
+    import requests
+
+    from drs_report import wire
+
+    session = requests.Session()
+    session.verify = verify
+    return wire.send(wire.pool_for(session, url), "GET", "/", body=None, headers={},
+                     host=url.split("//")[1], connect_timeout=5.0, read_timeout=5.0,
+                     deadline=time.monotonic() + deadline_s, max_bytes=1024)
+
+
+def test_a_dns_lookup_that_takes_its_time_ends_by_the_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from drs_report.wire import WireError
+
+    def slow(port: int) -> Any:
+        time.sleep(20)  # a resolver retrying server after server
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    _resolver(monkeypatch, {"slow-dns.test": slow})
+    with HostileHTTP(answer(200, b"ok")) as server:
+        error, elapsed = timed(lambda: _get(f"http://slow-dns.test:{server.port}",
+                                            deadline_s=1.0))
+    assert isinstance(error, WireError) and error.kind == "dns", error
+    assert "no DNS answer for slow-dns.test within" in str(error)
+    assert elapsed < 1.0 + SLACK, elapsed
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_name_with_two_addresses_is_tried_on_each_and_keeps_its_name(
+        scheme: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first address refuses; the second answers. The name, not the address, goes in
+    the Host header, TLS's SNI and the certificate check."""
+    import socket
+    import ssl
+
+    import trustme
+
+    def two(port: int) -> Any:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+                for address in ("127.0.0.2", "127.0.0.1")]  # nothing listens on .2
+
+    _resolver(monkeypatch, {"two-addresses.test": two})
+    tls = verify = None
+    if scheme == "https":
+        ca = trustme.CA()
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("two-addresses.test").configure_cert(tls)
+        verify = str(tmp_path / "ca.pem")
+        ca.cert_pem.write_to_path(verify)
+    with HostileHTTP(answer(200, b"ok"), tls=tls) as server:
+        got = _get(f"{scheme}://two-addresses.test:{server.port}", deadline_s=10.0,
+                   verify=verify if verify is not None else True)
+        host_header = server.requests[0].headers.get("host")
+    assert got.status == 200 and got.body == b"ok"
+    assert host_header == f"two-addresses.test:{server.port}"

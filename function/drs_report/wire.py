@@ -203,11 +203,66 @@ def handed_over() -> None:
         watch.handed_over = True
 
 
+def _lookup_in_time(host: str, port: int, timeout: float) -> list[str] | None:
+    """The addresses of `host`, looked up on a thread of its own so that the request's time
+    bounds the lookup too: getaddrinfo blocks for as long as the resolver retries (5 s per
+    try and server by default), and no socket timeout reaches it. None when `host` is an
+    address already or the lookup failed (urllib3 then says how, as it always has).
+
+    Raises WireError("dns") when no answer came within `timeout`."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return None  # an address: nothing to look up
+    except OSError:
+        pass
+    found: list[list[str]] = []
+
+    def lookup() -> None:
+        with contextlib.suppress(OSError, UnicodeError):
+            found.append(list(dict.fromkeys(
+                str(info[4][0]) for info in socket.getaddrinfo(host, port, 0,
+                                                               socket.SOCK_STREAM))))
+
+    thread = threading.Thread(target=lookup, name="drs-report-dns", daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    if thread.is_alive():  # left behind: it ends when the resolver gives up, and holds nothing
+        raise WireError("dns", f"no DNS answer for {host} within {timeout:.3g}s",
+                        transient=True)
+    return found[0] if found and found[0] else None
+
+
 class _WatchedHTTPConnection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        watch = _current()
+        limit = self.timeout if isinstance(self.timeout, (int, float)) else None
+        if watch is not None:
+            left = watch.deadline - time.monotonic()
+            limit = left if limit is None else min(limit, left)
+        addresses = (_lookup_in_time(self._dns_host, self.port, limit)
+                     if limit is not None else None)
+        sock = self._connect_any(addresses) if addresses else super()._new_conn()
         attach(sock)
         return sock
+
+    def _connect_any(self, addresses: list[str]) -> socket.socket:
+        """Connect to the looked-up addresses in turn, as urllib3 would to the name's (the
+        name still goes into TLS's SNI and the certificate check)."""
+        from urllib3.exceptions import ConnectTimeoutError
+
+        name = self._dns_host
+        last: ConnectTimeoutError | None = None
+        try:
+            for address in addresses:
+                self._dns_host = address
+                try:
+                    return super()._new_conn()
+                except ConnectTimeoutError as e:  # and NewConnectionError, its subclass
+                    last = e
+        finally:
+            self._dns_host = name
+        assert last is not None
+        raise last
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:  # a kept-alive connection
