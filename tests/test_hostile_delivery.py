@@ -156,6 +156,34 @@ def test_an_smtp_relay_dripping_its_greeting_ends_by_the_timeout(store: Store) -
     assert relay.messages == []
 
 
+@pytest.mark.parametrize("security", ["none", "ssl"])
+def test_an_smtp_relay_whose_name_takes_its_time_to_resolve_ends_by_the_timeout(
+        security: str, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """smtplib looks the relay up itself, where no socket timeout reaches: a resolver
+    retrying server after server (standing in at getaddrinfo, as no such DNS server runs
+    here) would hold the attempt for as long as it tries."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow-dns.test":
+            time.sleep(20)
+        return real("127.0.0.1" if host == "slow-dns.test" else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with HostileSMTP() as relay:
+        settings = make_settings({"type": "smtp", "host": "slow-dns.test", "port": relay.port,
+                                  "security": security, "from": "drs@example.com",
+                                  "to": ["dba@example.com"], "timeout": 1},
+                                 delivery={"max_attempts": 1})
+        outcome, took = timed_send(settings, store)
+    assert took < 2.5, took
+    assert outcome.status == "failed"
+    assert "no DNS answer for slow-dns.test within" in outcome.reason
+    assert relay.messages == []
+
+
 # -- item 9: a message the receiver took is not sent again at once; copies can be folded -------
 
 

@@ -203,7 +203,7 @@ def handed_over() -> None:
         watch.handed_over = True
 
 
-def _lookup_in_time(host: str, port: int, timeout: float) -> list[str] | None:
+def lookup_in_time(host: str, port: int, timeout: float) -> list[str] | None:
     """The addresses of `host`, looked up on a thread of its own so that the request's time
     bounds the lookup too: getaddrinfo blocks for as long as the resolver retries (5 s per
     try and server by default), and no socket timeout reaches it. None when `host` is an
@@ -239,7 +239,7 @@ class _WatchedHTTPConnection(HTTPConnection):
         if watch is not None:
             left = watch.deadline - time.monotonic()
             limit = left if limit is None else min(limit, left)
-        addresses = (_lookup_in_time(self._dns_host, self.port, limit)
+        addresses = (lookup_in_time(self._dns_host, self.port, limit)
                      if limit is not None else None)
         sock = self._connect_any(addresses) if addresses else super()._new_conn()
         attach(sock)

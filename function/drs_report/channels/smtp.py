@@ -51,9 +51,27 @@ class _WatchedSMTP(smtplib.SMTP):
     whole message has been written (the end-of-data line)."""
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        sock = self._connect(host, port, timeout)
         wire.attach(sock)
         return sock
+
+    def _connect(self, host: str, port: int, timeout: float) -> socket.socket:
+        """As smtplib connects, but the relay's name is looked up within `timeout` too (a
+        resolver retrying server after server is not bounded by any socket timeout); the
+        name stays smtplib's host, for STARTTLS's certificate check."""
+        try:
+            addresses = wire.lookup_in_time(host, port, timeout) or [host]
+        except wire.WireError as e:
+            raise TransientError(str(e)) from None
+        last: OSError | None = None
+        for address in addresses:
+            try:
+                return socket.create_connection((address, port), timeout,
+                                                self.source_address)
+            except OSError as e:
+                last = e
+        assert last is not None
+        raise last
 
     def send(self, s: Any) -> None:
         super().send(s)
@@ -65,7 +83,7 @@ class _WatchedSMTPSSL(_WatchedSMTP, smtplib.SMTP_SSL):
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         # The plain socket goes under the deadline before the TLS handshake, which a
         # stalling server can drag out too.
-        raw: socket.socket = smtplib.SMTP._get_socket(self, host, port, timeout)  # type: ignore[attr-defined]
+        raw = self._connect(host, port, timeout)
         wire.attach(raw)
         return self.context.wrap_socket(raw, server_hostname=self._host)  # type: ignore[attr-defined]
 
