@@ -680,8 +680,10 @@ def test_two_fresh_instances_on_one_sqlite_store_announce_it_once(
         run_at(cutover_emulator, data, minute)
     cutover_emulator.advance(600)
     results = two_instances_at_once([data, data], cutover_emulator.now(), tmp_path)
-    assert sorted(r["deliveries"].count("sent") for r in results) == [0, 2], results
+    # Each channel's alert is claimed by one instance: one may send both, or each one.
+    assert sum(r["deliveries"].count("sent") for r in results) == 2, results
     assert readiness_alerts(hook) == [([LEDGER], [])]
+    assert len(webhooks["slack"].messages()) == 1
     rows = sqlite3.connect(tmp_path / "history.db").execute(
         "SELECT COUNT(*) FROM job_snapshots GROUP BY run_id ORDER BY run_id").fetchall()
     assert [n for (n,) in rows] == [2] * 8  # both instances stored their readings
