@@ -792,6 +792,7 @@ def test_a_run_killed_mid_alert_is_named_closed_and_its_recovery_announced(
     claim lapses; the run after the lease closes the dead run as abandoned, counts the
     alert as possibly sent, and announces the recovery."""
     import multiprocessing
+    from multiprocessing.connection import wait as wait_for_end
 
     from drs_report.pipeline import run_cycle
     from tests.fixtures.emulator import canary_credentials
@@ -809,7 +810,9 @@ def test_a_run_killed_mid_alert_is_named_closed_and_its_recovery_announced(
     def kill_on_alert(request: Any) -> Any:
         if json.loads(request.body).get("kind") == "alert" and victim:
             os.kill(victim[0].pid, signal.SIGKILL)  # the body handed over, the run dead
-            victim[0].join(10)
+            # Dead before we answer. Wait on its sentinel, not join(): two threads reaping
+            # one child race, and the loser reads its exit code as None.
+            wait_for_end([victim[0].sentinel], 10)
         return verify(request)
 
     hook.verify = kill_on_alert
