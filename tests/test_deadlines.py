@@ -264,3 +264,24 @@ def test_a_name_with_two_addresses_is_tried_on_each_and_keeps_its_name(
         host_header = server.requests[0].headers.get("host")
     assert got.status == 200 and got.body == b"ok"
     assert host_header == f"two-addresses.test:{server.port}"
+
+
+def test_a_name_that_does_not_resolve_is_said_so_after_one_lookup(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resolver's "no such name" is the answer: the name is not looked up again
+    outside the deadline."""
+    import socket
+
+    from drs_report.wire import WireError
+
+    asked: list[int] = []
+
+    def no_such_name(port: int) -> Any:
+        asked.append(port)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    _resolver(monkeypatch, {"no-such-name.test": no_such_name})
+    error, _ = timed(lambda: _get("http://no-such-name.test:8080", deadline_s=5.0))
+    assert isinstance(error, WireError) and error.kind == "dns", error
+    assert str(error) == "cannot resolve no-such-name.test:8080 (DNS lookup failed)"
+    assert len(asked) == 1

@@ -398,6 +398,19 @@ def test_a_secret_spelled_with_json_escapes_is_masked_too() -> None:
     assert decode_json(body) == {"error_msg": "token ***", "n": 1}
 
 
+def _whole_run(drs_url: str, store_url: str, tmp_path: Path, hook_url: str,
+               *channels: dict[str, Any]) -> Any:
+    """A run reading one job and its comparison from `drs_url`, delivering to a webhook
+    (and `channels`), once, with no retry."""
+    return parse_settings({
+        "drs": {"region": "cn-north-4", "project_id": PROJECT_ID, "endpoint": drs_url,
+                "backoff_base": 0.01, "max_retries": 0},
+        "jobs": [{"id": JOB, "compare_jobs": [COMPARE]}],
+        "store": {"url": store_url}, "report": {"output_dir": str(tmp_path / "out")},
+        "channels": [{"type": "webhook", "name": "hook", "url": hook_url}, *channels],
+    }, {})
+
+
 def test_an_echoing_gateway_leaks_nothing_into_a_whole_run(tmp_path: Path, store_url: str,
                                                            caplog: pytest.LogCaptureFixture
                                                            ) -> None:
@@ -407,13 +420,7 @@ def test_an_echoing_gateway_leaks_nothing_into_a_whole_run(tmp_path: Path, store
 
     with HostileHTTP(echoing_gateway) as gateway, \
             HostileHTTP(ok_answer(200, {"ok": True})) as receiver:
-        settings = parse_settings({
-            "drs": {"region": "cn-north-4", "project_id": PROJECT_ID, "endpoint": gateway.url,
-                    "backoff_base": 0.01, "max_retries": 0},
-            "jobs": [{"id": JOB, "compare_jobs": [COMPARE]}],
-            "store": {"url": store_url}, "report": {"output_dir": str(tmp_path / "out")},
-            "channels": [{"type": "webhook", "name": "hook", "url": receiver.url + "/hook"}],
-        }, {})
+        settings = _whole_run(gateway.url, store_url, tmp_path, receiver.url + "/hook")
         with caplog.at_level("DEBUG", logger="drs_report"):
             result = run_cycle(settings, canary_credentials())
         sent = [r.body.decode() for r in receiver.requests]
@@ -468,17 +475,9 @@ def test_lone_surrogates_reach_no_output_unencodable(tmp_path: Path, store_url: 
     relay.start()
     with HostileHTTP(surrogate_answer) as gateway, \
             HostileHTTP(ok_answer(200, {"ok": True})) as receiver:
-        settings = parse_settings({
-            "drs": {"region": "cn-north-4", "project_id": PROJECT_ID, "endpoint": gateway.url,
-                    "backoff_base": 0.01, "max_retries": 0},
-            "jobs": [{"id": JOB, "compare_jobs": [COMPARE]}],
-            "store": {"url": store_url}, "report": {"output_dir": str(tmp_path / "out")},
-            "channels": [
-                {"type": "webhook", "name": "hook", "url": receiver.url + "/hook"},
-                {"type": "smtp", "name": "mail", "host": mail_server.host,
-                 "port": mail_server.port, "security": "none", "from": "drs@example.com",
-                 "to": ["dba@example.com"]}],
-        }, {})
+        settings = _whole_run(gateway.url, store_url, tmp_path, receiver.url + "/hook", {
+            "type": "smtp", "name": "mail", "host": mail_server.host, "port": mail_server.port,
+            "security": "none", "from": "drs@example.com", "to": ["dba@example.com"]})
         try:
             result = run_cycle(settings, canary_credentials())
         finally:

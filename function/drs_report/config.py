@@ -47,6 +47,8 @@ JOB_TYPES = ("migration", "sync", "cloudDataGuard")
 # Channel keys whose values are secrets whatever the channel type. Webhook URLs are secrets
 # too: Slack, DingTalk, WeCom and Feishu put the bot's token in the URL itself.
 SECRET_CHANNEL_KEYS = frozenset({"password", "secret", "url", "token", "key", "urls"})
+# A target's own keys, for a project in another account (`[[drs.targets]]`).
+TARGET_SECRET_KEYS = ("ak", "sk", "security_token")
 
 
 @dataclass(frozen=True)

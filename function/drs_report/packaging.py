@@ -369,7 +369,7 @@ class ConfigCheck:
 
 def find_literal_secrets(data: Any) -> list[str]:
     """Keys holding a secret as text in the file rather than as a ${NAME}."""
-    from drs_report.config import ENV_REF_RE, SECRET_CHANNEL_KEYS
+    from drs_report.config import ENV_REF_RE, SECRET_CHANNEL_KEYS, TARGET_SECRET_KEYS
 
     found = []
     channels = data.get("channels") if isinstance(data, dict) else None
@@ -395,8 +395,6 @@ def find_literal_secrets(data: Any) -> list[str]:
     return found
 
 
-# A target's own keys, for projects in another account (`[[drs.targets]]`).
-TARGET_SECRET_KEYS = ("ak", "sk", "security_token")
 _SECRET_NAME_RE = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|(^|_)(SK|KEY|URL)$")
 
 
@@ -416,7 +414,7 @@ def find_references(data: Any, key: str = "") -> Iterator[tuple[str, str, bool]]
 
 
 def _is_secret(name: str, key: str) -> bool:
-    from drs_report.config import SECRET_CHANNEL_KEYS
+    from drs_report.config import SECRET_CHANNEL_KEYS, TARGET_SECRET_KEYS
 
     last = re.sub(r"\[\d+\]$", "", key).rsplit(".", 1)[-1]
     in_secret_key = (key.startswith("channels[") and last in SECRET_CHANNEL_KEYS) or \

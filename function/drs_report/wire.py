@@ -207,21 +207,28 @@ def lookup_in_time(host: str, port: int, timeout: float) -> list[str] | None:
     """The addresses of `host`, looked up on a thread of its own so that the request's time
     bounds the lookup too: getaddrinfo blocks for as long as the resolver retries (5 s per
     try and server by default), and no socket timeout reaches it. None when `host` is an
-    address already or the lookup failed (urllib3 then says how, as it always has).
+    address already, or a name the resolver cannot even take (IDNA: the caller's own
+    connect then says why).
 
-    Raises WireError("dns") when no answer came within `timeout`."""
+    Raises WireError("dns") when no answer came within `timeout`, and the resolver's own
+    socket.gaierror when it answered "no such name" (never looked up twice, unbounded)."""
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
         return None  # an address: nothing to look up
     except OSError:
         pass
     found: list[list[str]] = []
+    failed: list[OSError] = []
 
     def lookup() -> None:
-        with contextlib.suppress(OSError, UnicodeError):
+        try:
             found.append(list(dict.fromkeys(
                 str(info[4][0]) for info in socket.getaddrinfo(host, port, 0,
                                                                socket.SOCK_STREAM))))
+        except OSError as e:
+            failed.append(e)
+        except UnicodeError:
+            pass
 
     thread = threading.Thread(target=lookup, name="drs-report-dns", daemon=True)
     thread.start()
@@ -229,6 +236,8 @@ def lookup_in_time(host: str, port: int, timeout: float) -> list[str] | None:
     if thread.is_alive():  # left behind: it ends when the resolver gives up, and holds nothing
         raise WireError("dns", f"no DNS answer for {host} within {timeout:.3g}s",
                         transient=True)
+    if failed:
+        raise failed[0]
     return found[0] if found and found[0] else None
 
 
